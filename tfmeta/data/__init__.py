@@ -1,0 +1,15 @@
+"""Few-shot data: labelled sources, episode streams, Omniglot."""
+
+from tfmeta.data.episodes import check_episode_shape, episodes, evaluation_episodes
+from tfmeta.data.labelled import LabelledData
+from tfmeta.data.omniglot import SPLITS as OMNIGLOT_SPLITS
+from tfmeta.data.omniglot import load_omniglot
+
+__all__ = [
+    "LabelledData",
+    "OMNIGLOT_SPLITS",
+    "check_episode_shape",
+    "episodes",
+    "evaluation_episodes",
+    "load_omniglot",
+]

@@ -1,0 +1,142 @@
+"""N-way K-shot episodes as a `tf.data.Dataset`."""
+
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+from tfmeta.data.labelled import LabelledData
+
+
+def _check_positive_int(name, value, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
+
+
+def check_episode_shape(data, ways, shots, queries):
+    """Raises a `ValueError` unless `data` can supply `ways`-way episodes of
+    `shots` support and `queries` query examples per class."""
+    for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
+        _check_positive_int(name, value)
+    if ways > data.num_classes:
+        raise ValueError(
+            f"ways={ways} exceeds the {data.num_classes} classes in the data; "
+            "an episode needs `ways` distinct classes."
+        )
+    needed = shots + queries
+    short = np.flatnonzero(data.class_count < needed)
+    if short.size:
+        c = short[np.argmin(data.class_count[short])]
+        raise ValueError(
+            f"shots + queries = {shots} + {queries} = {needed} examples are needed from each "
+            f"class, but {short.size} class(es) have fewer, e.g. {data.class_names[c]!r} with "
+            f"{data.class_count[c]}."
+        )
+
+
+def _sample_indices(seed, class_start, class_count, ways, per_class, max_count):
+    """Draws the example rows of one episode from a stateless seed.
+
+    Returns `[ways, per_class]` row indices: row `i` holds the examples of the
+    class that gets label `i`. Pure function of `seed`, so episode `i` of a
+    stream is the same whatever order or parallelism computes it.
+    """
+    class_seed, example_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    num_classes = tf.shape(class_start)[0]
+    # A random permutation gives distinct classes and a fresh label order at once.
+    classes = tf.random.experimental.stateless_shuffle(tf.range(num_classes), class_seed)[:ways]
+    count = tf.gather(class_count, classes)
+    # Without replacement within each class: sort random keys, with positions
+    # past the class's own count pushed to the end.
+    keys = tf.random.stateless_uniform([ways, max_count], example_seed)
+    keys = tf.where(tf.range(max_count)[tf.newaxis, :] < count[:, tf.newaxis], keys, 2.0)
+    positions = tf.argsort(keys, axis=1)[:, :per_class]
+    return tf.gather(class_start, classes)[:, tf.newaxis] + positions
+
+
+def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_size=None):
+    """A stream of N-way K-shot episodes drawn from labelled data.
+
+    Each episode is a dict:
+      - `support_x` `[ways * shots, ...]`, `support_y` int32 `[ways * shots]`,
+      - `query_x` `[ways * queries, ...]`, `query_y` int32 `[ways * queries]`,
+
+    ordered class by class (`support_y = [0]*shots + [1]*shots + ...`). Its
+    `ways` classes are distinct and get the labels `0..ways-1` in a fresh
+    random order; each contributes exactly `shots` support and `queries` query
+    examples, drawn without replacement, so support and query never share an
+    example. Episode `i` depends only on `(seed, i)`: the same seed gives the
+    same stream, on any machine, with any parallelism.
+
+    Sampling and gathering run as TensorFlow ops inside the `tf.data`
+    pipeline (parallel map, prefetch); the data stay in memory.
+
+    Args:
+        data: a `LabelledData`.
+        ways, shots, queries: classes per episode, support and query examples
+            per class.
+        seed: integer seed of the stream.
+        num_episodes: length of the stream; `None` for an endless stream.
+        meta_batch_size: if given, episodes are batched into meta-batches with
+            a static leading task axis of this size (a last partial batch is
+            dropped).
+
+    Returns:
+        A `tf.data.Dataset` of episode dicts.
+
+    Example:
+        >>> train = tfmeta.data.load_omniglot("vinyals-train", data_dir)
+        >>> stream = episodes(train, ways=5, shots=1, queries=15, seed=0,
+        ...                   meta_batch_size=32)
+        >>> model.fit(stream, steps_per_epoch=100, epochs=10)
+    """
+    if not isinstance(data, LabelledData):
+        raise TypeError(
+            f"`data` must be a tfmeta.data.LabelledData; received {type(data).__name__}. "
+            "Wrap arrays with LabelledData(images, labels)."
+        )
+    check_episode_shape(data, ways, shots, queries)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"`seed` must be an integer; received seed={seed!r}.")
+    _check_positive_int("num_episodes", num_episodes, allow_none=True)
+    _check_positive_int("meta_batch_size", meta_batch_size, allow_none=True)
+
+    images = tf.constant(data.images)
+    class_start = tf.constant(data.class_start, tf.int32)
+    class_count = tf.constant(data.class_count, tf.int32)
+    max_count = int(data.class_count.max())
+    support_y = tf.repeat(tf.range(ways, dtype=tf.int32), shots)
+    query_y = tf.repeat(tf.range(ways, dtype=tf.int32), queries)
+
+    def make_episode(index):
+        rows = _sample_indices(
+            tf.stack([tf.constant(seed, tf.int64), index]),
+            class_start, class_count, ways, shots + queries, max_count,
+        )
+        return {
+            "support_x": tf.gather(images, tf.reshape(rows[:, :shots], [-1])),
+            "support_y": support_y,
+            "query_x": tf.gather(images, tf.reshape(rows[:, shots:], [-1])),
+            "query_y": query_y,
+        }
+
+    indices = tf.data.Dataset.range(num_episodes) if num_episodes else tf.data.Dataset.counter()
+    stream = indices.map(make_episode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if meta_batch_size:
+        stream = stream.batch(meta_batch_size, drop_remainder=True)
+    return stream.prefetch(tf.data.AUTOTUNE)
+
+
+def evaluation_episodes(data, ways, shots, queries, num_episodes, seed=0, meta_batch_size=None):
+    """A fixed, finite set of episodes for comparing models on identical tasks.
+
+    `episodes` with a required length and a default seed: the same arguments
+    give the same tasks in every call, process and machine, so two models
+    evaluated on them are compared on identical tasks. Nothing is cached:
+    the episodes are recomputed from their seeds, which costs less than
+    holding thousands of them in memory. Draw them from held-out classes.
+    """
+    _check_positive_int("num_episodes", num_episodes)
+    return episodes(data, ways, shots, queries, seed, num_episodes, meta_batch_size)

@@ -1,0 +1,208 @@
+"""Omniglot (Lake et al. 2015), from the official release or tensorflow-datasets."""
+
+import functools
+import importlib.resources
+import os
+import posixpath
+import zipfile
+
+import numpy as np
+import tensorflow as tf
+
+from tfmeta.data.labelled import LabelledData
+
+BACKGROUND = "images_background"
+EVALUATION = "images_evaluation"
+ROTATIONS = (0, 90, 180, 270)
+
+# Lake's split is the two parts of the official release; the split of Vinyals
+# et al. 2016 (as released with Snell et al. 2017) takes characters from both
+# and ships with the package as class lists.
+LAKE_SPLITS = {"background": BACKGROUND, "evaluation": EVALUATION}
+VINYALS_SPLITS = {
+    "vinyals-train": ("train",),
+    "vinyals-val": ("val",),
+    "vinyals-test": ("test",),
+    "vinyals-trainval": ("train", "val"),
+}
+SPLITS = tuple(LAKE_SPLITS) + tuple(VINYALS_SPLITS)
+_TFDS_SPLIT = {BACKGROUND: "train", EVALUATION: "test"}
+
+
+def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data_dir=None):
+    """Loads an Omniglot split as `LabelledData`, one class per character.
+
+    Images are float32 `[image_size, image_size, 1]` with ink = 1.0 and
+    background = 0.0, downsampled from 105x105 by area averaging. Class names
+    are `"<Alphabet>/characterNN"`, with `"/rotDDD"` appended when
+    `rotations` adds the 90/180/270 degree (counter-clockwise) rotations of
+    every character as classes of their own.
+
+    Args:
+        split: `"background"` or `"evaluation"` (Lake's split: 964 and 659
+            characters), or the Vinyals split `"vinyals-train"`,
+            `"vinyals-val"`, `"vinyals-test"`, `"vinyals-trainval"` (1028,
+            172, 423 and 1200 characters, from both parts of the release).
+        data_dir: a directory holding the official release: the zips
+            `images_background.zip` / `images_evaluation.zip` or the folders
+            they extract to. If `None`, the data come through
+            tensorflow-datasets (`omniglot`), which downloads them once.
+        image_size: side of the square output images.
+        rotations: add the rotated characters as classes (x4 classes).
+        tfds_data_dir: tensorflow-datasets' data directory, when
+            `data_dir` is `None`.
+
+    Reading all 32,460 images takes a few seconds; each part of the release
+    is decoded once per process.
+
+    Reference:
+        Lake, Salakhutdinov, Tenenbaum. Human-level concept learning through
+        probabilistic program induction. Science, 2015.
+
+    Example:
+        >>> train = load_omniglot("vinyals-train", "../shared/omniglot")
+        >>> train.num_classes
+        4112
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown Omniglot split {split!r}; choose one of {list(SPLITS)}.")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"`image_size` must be a positive integer; received {image_size!r}.")
+    if data_dir is not None:
+        data_dir = os.fspath(data_dir)
+        if not os.path.isdir(data_dir):
+            raise FileNotFoundError(f"Omniglot data_dir {data_dir!r} is not a directory.")
+
+    def read(part):
+        if data_dir is None:
+            return _read_tfds(part, image_size, tfds_data_dir)
+        return _read_release(data_dir, part, image_size)
+
+    if split in LAKE_SPLITS:
+        return _with_rotations(*read(LAKE_SPLITS[split]), rotations)
+
+    parts = [read(part) for part in (BACKGROUND, EVALUATION)]
+    data = _with_rotations(
+        np.concatenate([images for images, _ in parts]),
+        np.concatenate([characters for _, characters in parts]),
+        rotations,
+    )
+    suffixes = [f"/rot{r:03d}" for r in ROTATIONS] if rotations else [""]
+    wanted = [name for part in VINYALS_SPLITS[split] for name in _vinyals_characters(part)]
+    return data.select_classes([name + suffix for name in wanted for suffix in suffixes])
+
+
+def _vinyals_characters(part):
+    splits = importlib.resources.files("tfmeta.data") / "splits"
+    return (splits / f"vinyals_{part}.txt").read_text().split()
+
+
+def _with_rotations(images, characters, rotations):
+    """Builds LabelledData from images `[n, s, s, 1]` and per-image character names."""
+    names, labels = np.unique(characters, return_inverse=True)
+    labels = labels.reshape(-1)
+    if not rotations:
+        return LabelledData(images, labels, list(names))
+    rotated = [np.rot90(images, k=r // 90, axes=(1, 2)) for r in ROTATIONS]
+    class_names = [f"{name}/rot{r:03d}" for name in names for r in ROTATIONS]
+    rotated_labels = [labels * len(ROTATIONS) + k for k in range(len(ROTATIONS))]
+    return LabelledData(np.concatenate(rotated), np.concatenate(rotated_labels), class_names)
+
+
+def _to_ink_images(images, image_size):
+    """uint8 images `[n, 105, 105, c]` (black ink on white) -> float32 ink = 1."""
+    ink = 1.0 - tf.cast(images[..., :1], tf.float32) / 255.0
+    if ink.shape[1] == image_size and ink.shape[2] == image_size:
+        return ink
+    return tf.image.resize(ink, (image_size, image_size), method="area")
+
+
+@functools.lru_cache(maxsize=8)
+def _read_release(data_dir, part, image_size):
+    """Reads one part of the official release (zip or extracted folder).
+
+    Returns images `[n, s, s, 1]` and each image's character name, sorted by
+    file path.
+    """
+    folder = os.path.join(data_dir, part)
+    archive = folder + ".zip"
+    if os.path.isdir(folder):
+        files = _read_folder(folder)
+        where = folder
+    elif os.path.isfile(archive):
+        files = _read_zip(archive, part)
+        where = archive
+    else:
+        raise FileNotFoundError(
+            f"Omniglot data_dir {data_dir!r} holds neither {part}.zip nor a {part}/ folder; "
+            "it should hold the official release's zips or their extracted folders."
+        )
+    if not files:
+        raise ValueError(f"{where!r} holds no images of the form {part}/<alphabet>/<character>/*.png.")
+    files.sort()
+    characters = np.array([f"{alphabet}/{character}" for (alphabet, character, _), _ in files])
+    pngs = tf.data.Dataset.from_tensor_slices([data for _, data in files])
+    decoded = pngs.map(
+        lambda png: tf.io.decode_png(png, channels=1), num_parallel_calls=tf.data.AUTOTUNE
+    ).batch(4096)
+    try:
+        images = np.concatenate([_to_ink_images(b, image_size).numpy() for b in decoded])
+    except tf.errors.InvalidArgumentError as error:
+        raise ValueError(f"{where!r} holds an image that is not a valid PNG: {error.message}") from None
+    return images, characters
+
+
+def _read_folder(folder):
+    files = []
+    for root, _, names in os.walk(folder):
+        relative = os.path.relpath(root, folder).split(os.sep)
+        for name in names:
+            if name.endswith(".png") and len(relative) == 2:
+                with open(os.path.join(root, name), "rb") as f:
+                    files.append(((relative[0], relative[1], name), f.read()))
+    return files
+
+
+def _read_zip(archive, part):
+    """Reads the PNGs of a release zip without extracting it to disk.
+
+    Members whose path would leave the archive's top folder (absolute paths,
+    `..`) are refused outright rather than skipped: such a zip is not the
+    official release and may be malicious.
+    """
+    try:
+        zip_file = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        raise ValueError(f"{archive!r} is not a valid zip file.") from None
+    files = []
+    with zip_file:
+        for info in zip_file.infolist():
+            name = info.filename.replace("\\", "/")
+            normalised = posixpath.normpath(name)
+            if name.startswith("/") or normalised.startswith("..") or ":" in name.split("/")[0]:
+                raise ValueError(
+                    f"{archive!r} holds a member {info.filename!r} that would extract outside "
+                    "its target directory; refusing to read it."
+                )
+            pieces = normalised.split("/")
+            if len(pieces) == 4 and pieces[0] == part and pieces[3].endswith(".png"):
+                files.append(((pieces[1], pieces[2], pieces[3]), zip_file.read(info)))
+    return files
+
+
+@functools.lru_cache(maxsize=8)
+def _read_tfds(part, image_size, tfds_data_dir):
+    """Reads one part of Omniglot through tensorflow-datasets."""
+    import tensorflow_datasets as tfds
+
+    dataset, info = tfds.load(
+        "omniglot", split=_TFDS_SPLIT[part], data_dir=tfds_data_dir, with_info=True
+    )
+    alphabets = np.array(info.features["alphabet"].names)
+    images, characters = [], []
+    for batch in dataset.batch(4096):
+        images.append(_to_ink_images(batch["image"], image_size).numpy())
+        character_ids = batch["alphabet_char_id"].numpy() + 1
+        names = alphabets[batch["alphabet"].numpy()]
+        characters += [f"{a}/character{c:02d}" for a, c in zip(names, character_ids)]
+    return np.concatenate(images), np.array(characters)
