@@ -5,6 +5,7 @@ import importlib.resources
 import os
 import posixpath
 import zipfile
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -97,6 +98,16 @@ def _vinyals_characters(part):
     return (splits / f"vinyals_{part}.txt").read_text().split()
 
 
+def _alphabets():
+    """The 50 alphabets in sorted order, which is how tensorflow-datasets numbers them.
+
+    Taken from the package's own class lists rather than TFDS's metadata, so
+    class names equal the official release's whatever TFDS recorded.
+    """
+    characters = [name for part in ("train", "val", "test") for name in _vinyals_characters(part)]
+    return sorted({name.split("/")[0] for name in characters})
+
+
 def _with_rotations(images, characters, rotations):
     """Builds LabelledData from images `[n, s, s, 1]` and per-image character names."""
     names, labels = np.unique(characters, return_inverse=True)
@@ -171,23 +182,28 @@ def _read_zip(archive, part):
     official release and may be malicious.
     """
     try:
-        zip_file = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile:
-        raise ValueError(f"{archive!r} is not a valid zip file.") from None
-    files = []
-    with zip_file:
-        for info in zip_file.infolist():
-            name = info.filename.replace("\\", "/")
-            normalised = posixpath.normpath(name)
-            if name.startswith("/") or normalised.startswith("..") or ":" in name.split("/")[0]:
-                raise ValueError(
-                    f"{archive!r} holds a member {info.filename!r} that would extract outside "
-                    "its target directory; refusing to read it."
-                )
-            pieces = normalised.split("/")
-            if len(pieces) == 4 and pieces[0] == part and pieces[3].endswith(".png"):
-                files.append(((pieces[1], pieces[2], pieces[3]), zip_file.read(info)))
-    return files
+        with zipfile.ZipFile(archive) as zip_file:
+            return [
+                (tuple(pieces[1:]), zip_file.read(info))
+                for info, pieces in _release_members(archive, zip_file, part)
+            ]
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise ValueError(f"{archive!r} is not a valid zip file: {error}") from None
+
+
+def _release_members(archive, zip_file, part):
+    """Yields `(info, [part, alphabet, character, file])` for each image member."""
+    for info in zip_file.infolist():
+        name = info.filename.replace("\\", "/")
+        normalised = posixpath.normpath(name)
+        if name.startswith("/") or normalised.startswith("..") or ":" in name.split("/")[0]:
+            raise ValueError(
+                f"{archive!r} holds a member {info.filename!r} that would extract outside "
+                "its target directory; refusing to read it."
+            )
+        pieces = normalised.split("/")
+        if len(pieces) == 4 and pieces[0] == part and pieces[3].endswith(".png"):
+            yield info, pieces
 
 
 @functools.lru_cache(maxsize=8)
@@ -195,10 +211,8 @@ def _read_tfds(part, image_size, tfds_data_dir):
     """Reads one part of Omniglot through tensorflow-datasets."""
     import tensorflow_datasets as tfds
 
-    dataset, info = tfds.load(
-        "omniglot", split=_TFDS_SPLIT[part], data_dir=tfds_data_dir, with_info=True
-    )
-    alphabets = np.array(info.features["alphabet"].names)
+    dataset = tfds.load("omniglot", split=_TFDS_SPLIT[part], data_dir=tfds_data_dir)
+    alphabets = np.array(_alphabets())
     images, characters = [], []
     for batch in dataset.batch(4096):
         images.append(_to_ink_images(batch["image"], image_size).numpy())
