@@ -11,6 +11,7 @@ except ImportError as error:  # TensorFlow is an extra so a GPU build is never c
         "(CPU only) or pip install 'tfmeta[gpu]' (NVIDIA GPUs, with CUDA libraries)."
     ) from error
 
-from tfmeta import data  # noqa: E402
+from tfmeta import algorithms, data, layers, models  # noqa: E402
+from tfmeta.algorithms import MAML  # noqa: E402
 
-__all__ = ["data"]
+__all__ = ["MAML", "algorithms", "data", "layers", "models"]

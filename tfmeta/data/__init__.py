@@ -4,6 +4,7 @@ from tfmeta.data.episodes import check_episode_shape, episodes, evaluation_episo
 from tfmeta.data.labelled import LabelledData
 from tfmeta.data.omniglot import SPLITS as OMNIGLOT_SPLITS
 from tfmeta.data.omniglot import load_omniglot
+from tfmeta.data.sinusoid import sinusoid_tasks
 
 __all__ = [
     "LabelledData",
@@ -12,4 +13,5 @@ __all__ = [
     "episodes",
     "evaluation_episodes",
     "load_omniglot",
+    "sinusoid_tasks",
 ]

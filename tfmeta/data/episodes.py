@@ -98,10 +98,7 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
             "Wrap arrays with LabelledData(images, labels)."
         )
     check_episode_shape(data, ways, shots, queries)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"`seed` must be an integer; received seed={seed!r}.")
     _check_positive_int("num_episodes", num_episodes, allow_none=True)
-    _check_positive_int("meta_batch_size", meta_batch_size, allow_none=True)
 
     images = tf.constant(data.images)
     class_start = tf.constant(data.class_start, tf.int32)
@@ -110,11 +107,8 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
     support_y = tf.repeat(tf.range(ways, dtype=tf.int32), shots)
     query_y = tf.repeat(tf.range(ways, dtype=tf.int32), queries)
 
-    def make_episode(index):
-        rows = _sample_indices(
-            tf.stack([tf.constant(seed, tf.int64), index]),
-            class_start, class_count, ways, shots + queries, max_count,
-        )
+    def make_episode(seed):
+        rows = _sample_indices(seed, class_start, class_count, ways, shots + queries, max_count)
         return {
             "support_x": tf.gather(images, tf.reshape(rows[:, :shots], [-1])),
             "support_y": support_y,
@@ -122,8 +116,25 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
             "query_y": query_y,
         }
 
-    indices = tf.data.Dataset.range(num_episodes) if num_episodes else tf.data.Dataset.counter()
-    stream = indices.map(make_episode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return seeded_stream(make_episode, seed, num_episodes, meta_batch_size)
+
+
+def seeded_stream(make_task, seed, num_tasks=None, meta_batch_size=None):
+    """A `tf.data` stream whose task `i` is `make_task(stateless seed of (seed, i))`.
+
+    The map runs in parallel and deterministically; `meta_batch_size` batches
+    tasks with a static leading axis, dropping a last partial batch.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"`seed` must be an integer; received seed={seed!r}.")
+    _check_positive_int("num_tasks", num_tasks, allow_none=True)
+    _check_positive_int("meta_batch_size", meta_batch_size, allow_none=True)
+    indices = tf.data.Dataset.range(num_tasks) if num_tasks else tf.data.Dataset.counter()
+    stream = indices.map(
+        lambda index: make_task(tf.stack([tf.constant(seed, tf.int64), index])),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     if meta_batch_size:
         stream = stream.batch(meta_batch_size, drop_remainder=True)
     return stream.prefetch(tf.data.AUTOTUNE)

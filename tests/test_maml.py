@@ -1,0 +1,295 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfmeta
+from tfmeta.algorithms import MAML, adapt, adapt_and_predict
+from tfmeta.layers import MetaBatchNormalization
+
+
+def mlp(dtype="float32", seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((2,), dtype=dtype)
+    x = keras.layers.Dense(6, activation="softplus", dtype=dtype)(inputs)
+    x = keras.layers.Dense(6, activation="tanh", dtype=dtype)(x)
+    return keras.Model(inputs, keras.layers.Dense(3, dtype=dtype)(x))
+
+
+def conv_net(dtype="float32", seed=0, ways=3):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((6, 6, 1), dtype=dtype)
+    x = keras.layers.Conv2D(3, 3, strides=2, padding="same", dtype=dtype)(inputs)
+    x = MetaBatchNormalization(dtype=dtype)(x)
+    x = keras.layers.Activation("softplus", dtype=dtype)(x)
+    x = keras.layers.Flatten(dtype=dtype)(x)
+    return keras.Model(inputs, keras.layers.Dense(ways, dtype=dtype)(x))
+
+
+def classification_episodes(example_shape, tasks=2, ways=3, shots=2, queries=3, seed=0, dtype="float32"):
+    rng = np.random.default_rng(seed)
+    return {
+        "support_x": rng.normal(size=[tasks, ways * shots, *example_shape]).astype(dtype),
+        "support_y": np.tile(np.repeat(np.arange(ways), shots), [tasks, 1]).astype(np.int32),
+        "query_x": rng.normal(size=[tasks, ways * queries, *example_shape]).astype(dtype),
+        "query_y": np.tile(np.repeat(np.arange(ways), queries), [tasks, 1]).astype(np.int32),
+    }
+
+
+def task(episodes, t):
+    return {key: tf.constant(value[t]) for key, value in episodes.items()}
+
+
+def loss_for(dtype):
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
+
+
+def meta_gradient_and_finite_difference(model, episode, steps, first_order=False):
+    """The meta-gradient and its central differences along 3 random directions, float64."""
+    loss = loss_for("float64")
+    params = [tf.constant(v.numpy(), tf.float64) for v in model.trainable_variables]
+
+    def meta_loss(params):
+        predictions, _ = adapt_and_predict(model, params, [], episode, loss, [0.3] * len(params),
+                                           steps, first_order)
+        return loss(episode["query_y"], predictions)
+
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        value = meta_loss(params)
+    gradient = tape.gradient(value, params)
+    rng = np.random.default_rng(1)
+    analytic, numeric = [], []
+    for _ in range(3):
+        direction = [rng.normal(size=p.shape) for p in params]
+        h = 1e-6
+        plus = meta_loss([p + h * d for p, d in zip(params, direction)])
+        minus = meta_loss([p - h * d for p, d in zip(params, direction)])
+        numeric.append(float(plus - minus) / (2 * h))
+        analytic.append(sum(float(tf.reduce_sum(g * d)) for g, d in zip(gradient, direction)))
+    return np.array(analytic), np.array(numeric)
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+@pytest.mark.parametrize("network, shape", [(mlp, (2,)), (conv_net, (6, 6, 1))])
+def test_second_order_meta_gradient_matches_finite_differences(network, shape, steps):
+    model = network("float64")
+    episode = task(classification_episodes(shape, dtype="float64"), 0)
+    analytic, numeric = meta_gradient_and_finite_difference(model, episode, steps)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("network, shape", [(mlp, (2,)), (conv_net, (6, 6, 1))])
+def test_first_order_gradient_differs_from_second_order_and_is_the_query_gradient_at_fast_weights(network, shape):
+    model = network("float64")
+    episode = task(classification_episodes(shape, dtype="float64"), 0)
+    second, numeric = meta_gradient_and_finite_difference(model, episode, 1)
+    first, _ = meta_gradient_and_finite_difference(model, episode, 1, first_order=True)
+    assert np.abs(first - second).max() > 1e-3 * np.abs(second).max()
+    np.testing.assert_allclose(second, numeric, rtol=1e-6)
+    # Closed form of first-order MAML: the query gradient taken at θ'.
+    loss = loss_for("float64")
+    params = [tf.constant(v.numpy()) for v in model.trainable_variables]
+    fast = adapt(model, params, [], episode["support_x"], episode["support_y"], loss,
+                 [0.3] * len(params), 1)
+    with tf.GradientTape() as tape:
+        tape.watch(fast)
+        predictions, _ = model.stateless_call(fast, [], episode["query_x"])
+        value = loss(episode["query_y"], predictions)
+    at_fast = tape.gradient(value, fast)
+    rng = np.random.default_rng(1)
+    expected = [sum(float(tf.reduce_sum(g * rng.normal(size=g.shape))) for g in at_fast)]
+    assert first[0] == pytest.approx(expected[0], rel=1e-9)
+
+
+def test_query_predictions_use_the_fast_weights():
+    """The tutorial's bug: fast weights computed, then the query scored with θ."""
+    model = mlp()
+    episodes = classification_episodes((2,), tasks=1)
+    maml = MAML(model, inner_lr=0.5, inner_steps=1)
+    adapted = maml(episodes)[0].numpy()
+
+    # Do one SGD step on a copy by hand and predict with it.
+    copy = mlp()
+    with tf.GradientTape() as tape:
+        loss = maml.task_loss(episodes["support_y"][0], copy(episodes["support_x"][0]))
+    for variable, gradient in zip(copy.trainable_variables, tape.gradient(loss, copy.trainable_variables)):
+        variable.assign(variable - 0.5 * gradient)
+    np.testing.assert_allclose(adapted, copy(episodes["query_x"][0]).numpy(), rtol=1e-5, atol=1e-6)
+    unadapted = model(episodes["query_x"][0]).numpy()
+    assert np.abs(adapted - unadapted).max() > 1e-3
+    # And the model's own weights are untouched.
+    np.testing.assert_array_equal(model.get_weights()[0], mlp().get_weights()[0])
+
+
+def test_inner_steps_are_honoured():
+    episodes = classification_episodes((2,), tasks=1)
+    predictions = {}
+    for steps in (0, 1, 2, 3):
+        maml = MAML(mlp(), inner_lr=0.5, inner_steps=1, eval_inner_steps=steps)
+        predictions[steps] = maml.predict(episodes, verbose=0)[0]
+    np.testing.assert_allclose(predictions[0], mlp()(episodes["query_x"][0]).numpy(), rtol=1e-6)
+    for a, b in [(0, 1), (1, 2), (2, 3)]:
+        assert np.abs(predictions[a] - predictions[b]).max() > 1e-4
+    # Two steps by hand equal inner_steps=2.
+    model, maml = mlp(), MAML(mlp(), inner_lr=0.5, eval_inner_steps=2)
+    for _ in range(2):
+        with tf.GradientTape() as tape:
+            loss = maml.task_loss(episodes["support_y"][0], model(episodes["support_x"][0]))
+        for v, g in zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables)):
+            v.assign(v - 0.5 * g)
+    np.testing.assert_allclose(predictions[2], model(episodes["query_x"][0]).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_train_step_applies_the_mean_of_per_task_meta_gradients():
+    episodes = classification_episodes((6, 6, 1), tasks=3)
+    maml = MAML(conv_net(), inner_lr=0.3, inner_steps=2)
+    maml.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0))
+    before = [v.numpy() for v in maml.trainable_variables]
+    per_task = []
+    for t in range(3):
+        params = [v.value for v in maml.backbone.trainable_variables]
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            predictions, _ = adapt_and_predict(maml.backbone, params, [], task(episodes, t),
+                                               maml.task_loss, [0.3] * len(params), 2)
+            loss = maml.task_loss(episodes["query_y"][t], predictions)
+        per_task.append([g.numpy() for g in tape.gradient(loss, params)])
+    maml.fit(tf.data.Dataset.from_tensors(episodes), epochs=1, verbose=0)
+    for b, a, grads in zip(before, maml.trainable_variables, zip(*per_task)):
+        np.testing.assert_allclose(b - a.numpy(), np.mean(grads, axis=0), rtol=1e-4, atol=1e-6)
+
+
+def test_learned_inner_learning_rates_start_at_inner_lr_and_are_meta_trained():
+    episodes = classification_episodes((2,), tasks=2)
+    fixed = MAML(mlp(), inner_lr=0.4)
+    learned = MAML(mlp(), inner_lr=0.4, learn_inner_lr=True)
+    assert len(learned.inner_lrs) == len(learned.backbone.trainable_variables)
+    assert [lr.shape for lr in learned.inner_lrs] == [v.shape for v in learned.backbone.trainable_variables]
+    np.testing.assert_allclose(learned.predict(episodes, verbose=0), fixed.predict(episodes, verbose=0),
+                               rtol=1e-6)
+    learned.compile(optimizer=keras.optimizers.SGD(0.1))
+    learned.fit(tf.data.Dataset.from_tensors(episodes), verbose=0)
+    assert any(np.abs(lr.numpy() - 0.4).max() > 1e-6 for lr in learned.inner_lrs)
+
+
+def test_train_step_is_not_retraced_from_step_to_step():
+    episodes = classification_episodes((2,), tasks=2)
+    maml = MAML(mlp())
+    maml.compile(optimizer="adam")
+    traces = []
+    train_step = maml.train_step
+
+    def counting_train_step(data):
+        traces.append(1)  # Python code runs only while tracing
+        return train_step(data)
+
+    maml.train_step = counting_train_step
+    stream = tf.data.Dataset.from_tensors(episodes).repeat()
+    maml.fit(stream, steps_per_epoch=1, epochs=1, verbose=0)
+    # TensorFlow traces twice on the first call, in which the optimizer creates its variables.
+    first_traces = len(traces)
+    assert first_traces <= 2
+    maml.fit(stream, steps_per_epoch=5, epochs=3, verbose=0)
+    assert len(traces) == first_traces, "the train step was traced again"
+
+
+def test_meta_training_on_sinusoids_makes_adaptation_work():
+    keras.utils.set_random_seed(0)
+    maml = MAML(tfmeta.models.sinusoid_mlp(), inner_lr=0.01, inner_steps=1,
+                loss=keras.losses.MeanSquaredError())
+    maml.compile(optimizer=keras.optimizers.Adam(1e-3))
+    maml.fit(tfmeta.data.sinusoid_tasks(10, 10, seed=0, meta_batch_size=10),
+             steps_per_epoch=1000, epochs=1, verbose=0)
+    test = tfmeta.data.sinusoid_tasks(10, 10, seed=1, num_tasks=100, meta_batch_size=25)
+    mse = {}
+    for steps in (0, 1, 5):
+        maml.eval_inner_steps = steps
+        mse[steps] = maml.evaluate(test, verbose=0, return_dict=True)["loss"]
+    assert mse[1] < 0.7 * mse[0] and mse[5] < mse[1], mse
+    # The support loss falls over the inner steps too.
+    batch = next(iter(test))
+    params = [v.value for v in maml.backbone.trainable_variables]
+    support_losses = []
+    for steps in range(4):
+        fast = adapt(maml.backbone, params, [], batch["support_x"][0], batch["support_y"][0],
+                     maml.task_loss, [0.01] * len(params), steps)
+        predictions, _ = maml.backbone.stateless_call(fast, [], batch["support_x"][0])
+        support_losses.append(float(maml.task_loss(batch["support_y"][0], predictions)))
+    assert all(a > b for a, b in zip(support_losses, support_losses[1:])), support_losses
+
+
+def test_stock_batch_norm_is_refused_in_second_order_and_updated_in_first_order():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((2,))
+    x = keras.layers.BatchNormalization(name="stock_bn")(keras.layers.Dense(4)(inputs))
+    backbone = keras.Model(inputs, keras.layers.Dense(3)(x))
+    with pytest.raises(ValueError, match=r"\['stock_bn'\].*MetaBatchNormalization.*first_order=True"):
+        MAML(backbone)
+    maml = MAML(backbone, first_order=True)
+    maml.compile(optimizer="sgd")
+    moving_mean = backbone.get_layer("stock_bn").moving_mean
+    before = moving_mean.numpy().copy()
+    maml.fit(tf.data.Dataset.from_tensors(classification_episodes((2,))), verbose=0)
+    assert np.abs(moving_mean.numpy() - before).max() > 0
+
+
+def test_keras_saving_round_trip(tmp_path):
+    maml = MAML(conv_net(), inner_lr=0.3, inner_steps=2, eval_inner_steps=3, learn_inner_lr=True)
+    maml.compile(optimizer="adam")
+    episodes = classification_episodes((6, 6, 1))
+    maml.fit(tf.data.Dataset.from_tensors(episodes), verbose=0)
+    maml.save(tmp_path / "maml.keras")
+    restored = keras.models.load_model(tmp_path / "maml.keras")
+    assert isinstance(restored, MAML)
+    assert (restored.inner_steps, restored.eval_inner_steps, restored.learn_inner_lr) == (2, 3, True)
+    np.testing.assert_allclose(restored.predict(episodes, verbose=0), maml.predict(episodes, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda e: e.update(support_y=e["support_y"] + 5), r"labels in \[5, 7\].*\[0, ways=3\)"),
+        (lambda e: e.update(query_x=e["query_x"][:, :, :1]), "query_x has shape.*backbone takes"),
+        (lambda e: e.update(support_y=e["support_y"] % 2), "outputs 3 logits but the episodes are 2-way"),
+        (lambda e: e.update(query_y=e["query_y"][:, :4]), "query_y has shape.*one label per example"),
+        (lambda e: e.update(support_y=e["support_y"].astype(np.float32)), "support_y must hold integer"),
+        (lambda e: e.pop("query_y"), r"lack the keys \['query_y'\]"),
+    ],
+)
+def test_bad_episodes_are_named_before_training(change, message):
+    episodes = classification_episodes((2,))
+    change(episodes)
+    maml = MAML(mlp())
+    maml.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=message):
+        maml.fit(tf.data.Dataset.from_tensors(episodes), verbose=0)
+
+
+def test_unbatched_episodes_are_named():
+    data = tfmeta.data.LabelledData(np.random.default_rng(0).normal(size=[30, 2]), np.arange(30) % 3)
+    maml = MAML(mlp())
+    maml.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="without a task axis.*meta_batch_size"):
+        maml.fit(tfmeta.data.episodes(data, 3, 1, 2, seed=0), steps_per_epoch=1, verbose=0)
+
+
+def test_out_of_range_labels_fail_inside_the_graph_too():
+    episodes = classification_episodes((2,))
+    episodes["query_y"][0, 0] = 3
+    maml = MAML(mlp())
+    maml.compile(optimizer="adam")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"query_y holds a label outside \[0, ways=3\)"):
+        maml.train_on_batch(episodes)
+
+
+def test_bad_constructor_and_compile_arguments_are_named():
+    with pytest.raises(ValueError, match="inner_lr.*received inner_lr=-1"):
+        MAML(mlp(), inner_lr=-1)
+    with pytest.raises(ValueError, match="inner_steps.*received inner_steps=1.5"):
+        MAML(mlp(), inner_steps=1.5)
+    with pytest.raises(ValueError, match="must be built"):
+        MAML(keras.Sequential([keras.layers.Dense(3)]))
+    with pytest.raises(ValueError, match=r"Pass the loss to MAML"):
+        MAML(mlp()).compile(optimizer="adam", loss="mse")

@@ -1,0 +1,101 @@
+"""Checks that episode data fit a model, before anything is traced."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+EPISODE_KEYS = ("support_x", "support_y", "query_x", "query_y")
+
+
+def unpack(data, need_query_y=True):
+    """The episode dict of a Keras step's `data`."""
+    data, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    keys = EPISODE_KEYS if need_query_y else EPISODE_KEYS[:3]
+    if not isinstance(data, dict) or any(key not in data for key in keys):
+        raise ValueError(
+            f"Expected episodes: a dict with keys {list(keys)}; received "
+            f"{sorted(data) if isinstance(data, dict) else type(data).__name__}."
+        )
+    return data
+
+
+def check_episode_data(data, backbone, need_query_y, is_classifier):
+    """Raises a `ValueError` naming the problem if `data` cannot feed `backbone`.
+
+    `data` is a `tf.data.Dataset` of episode meta-batches or a dict of arrays
+    with a leading task axis. Checks keys, ranks, that support and query
+    examples match each other and the backbone's input, label dtypes, and
+    (on the first meta-batch) that labels fit the backbone's output width.
+    """
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if not isinstance(spec, dict):
+            raise ValueError(f"Episode datasets must yield dicts; received elements of spec {spec}.")
+        shapes = {key: tuple(s.shape) for key, s in spec.items()}
+        dtypes = {key: s.dtype for key, s in spec.items()}
+    elif isinstance(data, dict):
+        shapes = {key: tuple(np.shape(value)) for key, value in data.items()}
+        dtypes = {key: tf.as_dtype(getattr(value, "dtype", np.asarray(value).dtype))
+                  for key, value in data.items()}
+    else:
+        raise ValueError(
+            "Expected episodes as a tf.data.Dataset of dicts (tfmeta.data.episodes) or a dict of "
+            f"arrays with keys {list(EPISODE_KEYS)}; received {type(data).__name__}."
+        )
+    keys = EPISODE_KEYS if need_query_y else EPISODE_KEYS[:3]
+    missing = [key for key in keys if key not in shapes]
+    if missing:
+        raise ValueError(f"Episodes lack the keys {missing}; received keys {sorted(shapes)}.")
+
+    example_shape = tuple(backbone.input_shape[1:]) if hasattr(backbone, "input_shape") else None
+    for key in ("support_x", "query_x"):
+        shape = shapes[key]
+        if example_shape is not None and len(shape) == len(example_shape) + 1:
+            raise ValueError(
+                f"{key} has shape {shape}: one episode, without a task axis. Batch episodes "
+                "into meta-batches, e.g. tfmeta.data.episodes(..., meta_batch_size=32)."
+            )
+        if example_shape is not None and (
+            len(shape) != len(example_shape) + 2
+            or any(a is not None and b is not None and a != b for a, b in zip(shape[2:], example_shape))
+        ):
+            raise ValueError(
+                f"{key} has shape {shape}, but the backbone takes examples of shape {example_shape}: "
+                f"expected [tasks, examples, {', '.join(map(str, example_shape))}]."
+            )
+    if shapes["support_x"][2:] != shapes["query_x"][2:]:
+        raise ValueError(
+            f"support_x and query_x examples differ in shape: {shapes['support_x'][2:]} vs "
+            f"{shapes['query_x'][2:]}."
+        )
+    for x_key, y_key in (("support_x", "support_y"), ("query_x", "query_y")):
+        if y_key not in shapes:
+            continue
+        if shapes[y_key][:2] != shapes[x_key][:2]:
+            raise ValueError(
+                f"{y_key} has shape {shapes[y_key]} but {x_key} has {shapes[x_key]}: expected one "
+                "label per example."
+            )
+        if is_classifier and not dtypes[y_key].is_integer:
+            raise ValueError(f"{y_key} must hold integer class labels; received dtype {dtypes[y_key].name}.")
+    if is_classifier:
+        _check_ways(data, backbone.output_shape[-1])
+
+
+def _check_ways(data, width):
+    """Compares the first meta-batch's labels with the backbone's output width."""
+    first = next(iter(data.take(1))) if isinstance(data, tf.data.Dataset) else data
+    support_y = np.asarray(first["support_y"])
+    if support_y.size == 0:
+        raise ValueError("support_y is empty: every task needs a support set.")
+    if support_y.min() < 0 or support_y.max() >= width:
+        raise ValueError(
+            f"support_y holds labels in [{support_y.min()}, {support_y.max()}], outside "
+            f"[0, ways={width}) (the backbone's output width)."
+        )
+    ways = len(np.unique(support_y[0]))
+    if ways != width:
+        raise ValueError(
+            f"The backbone outputs {width} logits but the episodes are {ways}-way; build the "
+            f"backbone with ways={ways} outputs."
+        )

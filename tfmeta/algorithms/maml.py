@@ -1,0 +1,366 @@
+"""MAML: Model-Agnostic Meta-Learning (Finn et al. 2017), with fast weights that are used."""
+
+import numbers
+import warnings
+
+import keras
+import tensorflow as tf
+
+from tfmeta.algorithms import episode_checks
+
+_ZERO = tf.UnconnectedGradients.ZERO
+
+
+def adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs, steps,
+          first_order=False, training=True):
+    """Fast weights after `steps` gradient steps on a task's support set.
+
+    θ' = θ − α ∇θ L_support(θ), repeated `steps` times. The model's variables
+    are never touched: the model runs on the given tensors through
+    `stateless_call`, so when this runs under an outer `tf.GradientTape`
+    that reads θ, the meta-gradient flows through every inner step (second
+    order). `first_order=True` stops the inner gradients, giving
+    first-order MAML: the meta-gradient is then the query gradient at θ'.
+
+    Args:
+        model: a built Keras model.
+        params: tensors in the order of `model.trainable_variables` (θ).
+        non_trainable: tensors in the order of `model.non_trainable_variables`.
+        support_x, support_y: the support set.
+        loss_fn: `loss_fn(y_true, y_pred)` -> scalar.
+        inner_lrs: one learning rate per parameter: scalars, or tensors of the
+            parameter's shape (Meta-SGD).
+        steps: number of inner gradient steps (a Python int; the loop is unrolled).
+        first_order: stop gradients through the inner gradients.
+        training: passed to the model's layers (dropout and the like).
+
+    Returns:
+        The list of fast-weight tensors θ'.
+    """
+    params = list(params)
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            predictions, _ = model.stateless_call(params, non_trainable, support_x, training=training)
+            loss = loss_fn(support_y, predictions)
+        gradients = tape.gradient(loss, params, unconnected_gradients=_ZERO)
+        if first_order:
+            gradients = [tf.stop_gradient(g) for g in gradients]
+        params = [p - tf.cast(lr, p.dtype) * g for p, lr, g in zip(params, inner_lrs, gradients)]
+    return params
+
+
+def adapt_and_predict(model, params, non_trainable, episode, loss_fn, inner_lrs, steps,
+                      first_order=False, training=True):
+    """Predicts a task's queries with the fast weights adapted to its support set.
+
+    MAML's per-task objective is `loss_fn(episode["query_y"], predictions)`:
+    the query loss *with θ'*, not θ.
+
+    Args: as `adapt`, with `episode` a dict holding one task's `support_x`,
+        `support_y` and `query_x`.
+
+    Returns:
+        `(query_predictions, non_trainable_updates)`; the updates are the
+        non-trainable values (e.g. a stock BatchNormalization's moving
+        statistics) after the query pass.
+    """
+    fast = adapt(model, params, non_trainable, episode["support_x"], episode["support_y"],
+                 loss_fn, inner_lrs, steps, first_order, training)
+    return model.stateless_call(fast, non_trainable, episode["query_x"], training=training)
+
+
+def _stock_batch_norms(model):
+    return [layer.name for layer in model._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+@keras.saving.register_keras_serializable(package="tfmeta")
+class MAML(keras.Model):
+    """Model-Agnostic Meta-Learning as a Keras model that trains with `fit`.
+
+    Wraps any built Keras backbone. Each element of the training data is a
+    meta-batch of episodes (a dict of `support_x`, `support_y`, `query_x`,
+    `query_y` with a leading task axis, as `tfmeta.data.episodes(...,
+    meta_batch_size=...)` yields). For each task, the backbone's weights θ are
+    adapted on the support set by `inner_steps` gradient steps into fast
+    weights θ', and the task's query loss is taken *with θ'*; the outer
+    optimizer then steps on the mean query loss over tasks. The per-task
+    gradients are accumulated inside one compiled graph loop, so memory stays
+    flat in the meta-batch size.
+
+    Batch normalization: use `tfmeta.layers.MetaBatchNormalization` (as the
+    provided backbones do). It normalizes every forward pass — each support
+    set, each query set, in training and evaluation — with that batch's own
+    statistics, as Finn et al. did, and its second-order gradient is exact.
+    The stock `keras.layers.BatchNormalization` gets the second-order
+    meta-gradient wrong, so it is refused unless `first_order=True`; with
+    first order its moving statistics are updated from the query passes
+    (averaged over the tasks of a meta-batch) and used in evaluation.
+
+    Args:
+        backbone: a built Keras model (known input shape) mapping inputs to
+            predictions (logits for classification).
+        inner_lr: step size α of the inner loop.
+        inner_steps: inner steps while meta-training.
+        eval_inner_steps: inner steps in `evaluate` and `predict`; defaults to
+            `inner_steps`. Finn et al. trained with 1-5 and tested with up to 10.
+        first_order: first-order MAML (no gradient through inner gradients).
+        learn_inner_lr: learn one inner learning rate per parameter entry,
+            initialised to `inner_lr` (Meta-SGD, Li et al. 2017).
+        loss: the task loss, used in the inner and the outer loop. Default:
+            sparse categorical cross-entropy on logits; use
+            `keras.losses.MeanSquaredError()` for regression.
+
+    Reference:
+        Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
+        of Deep Networks. ICML 2017. Li, Zhou, Chen, Li. Meta-SGD: Learning to
+        Learn Quickly for Few-Shot Learning. arXiv:1707.09835, 2017.
+
+    Example:
+        >>> backbone = tfmeta.models.omniglot_cnn(ways=5)
+        >>> maml = MAML(backbone, inner_lr=0.4, inner_steps=1)
+        >>> maml.compile(optimizer=keras.optimizers.Adam(1e-3))
+        >>> maml.fit(train_episodes, steps_per_epoch=100, epochs=10,
+        ...          validation_data=val_episodes)
+    """
+
+    def __init__(self, backbone, inner_lr=0.4, inner_steps=1, eval_inner_steps=None,
+                 first_order=False, learn_inner_lr=False, loss=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(backbone, keras.Model):
+            raise ValueError(f"`backbone` must be a keras.Model; received {type(backbone).__name__}.")
+        if not backbone.built or not backbone.weights:
+            raise ValueError(
+                f"`backbone` {backbone.name!r} must be built with weights; give it an input "
+                "shape (keras.Input) or call it on data first."
+            )
+        if isinstance(inner_lr, bool) or not isinstance(inner_lr, numbers.Real) or inner_lr < 0:
+            raise ValueError(f"`inner_lr` must be a non-negative number; received inner_lr={inner_lr!r}.")
+        for name, value in (("inner_steps", inner_steps), ("eval_inner_steps", eval_inner_steps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"`{name}` must be a non-negative integer; received {name}={value!r}.")
+        if not first_order and _stock_batch_norms(backbone):
+            raise ValueError(
+                "keras.layers.BatchNormalization computes its variance with a stopped gradient, "
+                "which makes second-order MAML's meta-gradient wrong. Replace layers "
+                f"{_stock_batch_norms(backbone)} with tfmeta.layers.MetaBatchNormalization, or "
+                "pass first_order=True."
+            )
+        self.backbone = backbone
+        self.inner_lr = float(inner_lr)
+        self.inner_steps = inner_steps
+        self._eval_inner_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
+        self.first_order = bool(first_order)
+        self.learn_inner_lr = bool(learn_inner_lr)
+        self.task_loss = keras.losses.get(loss) if loss is not None else \
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.inner_lrs = [
+            self.add_weight(shape=v.shape, initializer=keras.initializers.Constant(self.inner_lr),
+                            name=f"inner_lr_{v.path.replace('/', '_')}", dtype=v.dtype)
+            for v in backbone.trainable_variables
+        ] if self.learn_inner_lr else None
+        self.built = True
+
+    @property
+    def eval_inner_steps(self):
+        return self._eval_inner_steps
+
+    @eval_inner_steps.setter
+    def eval_inner_steps(self, steps):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"`eval_inner_steps` must be a non-negative integer; received {steps!r}.")
+        self._eval_inner_steps = steps
+        # The number of steps is baked into the compiled functions.
+        self.test_function = None
+        self.predict_function = None
+
+    @property
+    def is_classifier(self):
+        return isinstance(self.task_loss, keras.losses.SparseCategoricalCrossentropy)
+
+    def compile(self, optimizer="adam", metrics="auto", **kwargs):
+        """Configures meta-training: the outer optimizer and metrics.
+
+        `metrics="auto"` reports query accuracy for classifiers. The loss is
+        MAML's own constructor argument (it serves the inner loop too), so
+        `loss=` is refused here.
+        """
+        if kwargs.get("loss") is not None:
+            raise ValueError(
+                "Pass the loss to MAML(..., loss=...): it is used in the inner loop as well as the "
+                f"outer one. Received compile(loss={kwargs['loss']!r})."
+            )
+        kwargs.pop("loss", None)
+        if metrics == "auto":
+            metrics = ["accuracy"] if self.is_classifier else []
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+
+    def _learning_rates(self):
+        if self.learn_inner_lr:
+            return [lr.value for lr in self.inner_lrs]
+        return [self.inner_lr] * len(self.backbone.trainable_variables)
+
+    def _adapt_and_predict(self, task, steps, training):
+        return adapt_and_predict(
+            self.backbone,
+            [v.value for v in self.backbone.trainable_variables],
+            [v.value for v in self.backbone.non_trainable_variables],
+            task, self.task_loss, self._learning_rates(), steps, self.first_order, training,
+        )
+
+    def _episodes(self, data, need_query_y=True):
+        """Unpacks a step's episodes and checks their labels in the graph."""
+        episodes = episode_checks.unpack(data, need_query_y)
+        self._check_labels(episodes)
+        return episodes
+
+    def _check_labels(self, episodes):
+        # Data-dependent, so checked in the graph: a label outside the
+        # backbone's outputs would silently train on garbage.
+        if not self.is_classifier:
+            return
+        ways = self.backbone.output_shape[-1]
+        for key in [key for key in ("support_y", "query_y") if key in episodes]:
+            labels = episodes[key]
+            tf.debugging.assert_non_negative(labels, message=f"{key} holds a negative label")
+            tf.debugging.assert_less(
+                labels, tf.cast(ways, labels.dtype),
+                message=f"{key} holds a label outside [0, ways={ways}) (the backbone's output width)",
+            )
+
+    def _over_tasks(self, episodes, task_fn, initial, combine):
+        """Runs `task_fn` on each task in a graph loop.
+
+        `task_fn(task)` returns `(predictions, values)`; each value is folded
+        into its running total with the matching `combine` function.
+        Returns the stacked per-task predictions and the totals.
+        """
+        num_tasks = tf.shape(episodes["support_x"])[0]
+
+        def body(t, predictions, totals):
+            task = {key: value[t] for key, value in episodes.items()}
+            task_predictions, values = task_fn(task)
+            totals = [fold(total, value) for fold, total, value in zip(combine, totals, values)]
+            return t + 1, predictions.write(t, task_predictions), totals
+
+        # Keras compiles steps without AutoGraph, hence the explicit loop.
+        _, predictions, totals = tf.while_loop(
+            lambda t, *_: t < num_tasks,
+            body,
+            (tf.constant(0), tf.TensorArray(self.backbone.compute_dtype, size=num_tasks), initial),
+        )
+        return predictions.stack(), totals
+
+    def train_step(self, data):
+        episodes = self._episodes(data)
+        variables = self.trainable_variables
+        non_trainable = self.backbone.non_trainable_variables
+
+        def task_fn(task):
+            with tf.GradientTape() as tape:
+                predictions, updates = self._adapt_and_predict(task, self.inner_steps, True)
+                loss = self.task_loss(task["query_y"], predictions)
+            gradients = tape.gradient(loss, variables, unconnected_gradients=_ZERO)
+            return predictions, [tf.cast(loss, tf.float32), *gradients, *updates]
+
+        # Sum the loss, gradients and float states (moving statistics) over
+        # tasks to average them; other states (random seeds) keep the last task's.
+        def keep_last(_, value):
+            return value
+
+        initial = [tf.zeros((), tf.float32)] + [tf.zeros(v.shape, v.dtype) for v in variables]
+        floating = [tf.as_dtype(v.dtype).is_floating for v in non_trainable]
+        initial += [tf.zeros(v.shape, v.dtype) if is_float else v.value
+                    for v, is_float in zip(non_trainable, floating)]
+        combine = [tf.add] * (1 + len(variables))
+        combine += [tf.add if is_float else keep_last for is_float in floating]
+        predictions, totals = self._over_tasks(episodes, task_fn, initial, combine)
+
+        num_tasks = tf.shape(episodes["support_x"])[0]
+        mean = [total / tf.cast(num_tasks, total.dtype) if fold is tf.add else total
+                for fold, total in zip(combine, totals)]
+        loss, gradients, updates = mean[0], mean[1:1 + len(variables)], mean[1 + len(variables):]
+        self.optimizer.apply(gradients, variables)
+        for variable, value in zip(non_trainable, updates):
+            variable.assign(value)
+        return self._update_metrics(loss, episodes["query_y"], predictions)
+
+    def _adapted_predictions(self, episodes, training):
+        """Query predictions `[tasks, queries, ...]` after `eval_inner_steps` steps."""
+
+        def task_fn(task):
+            predictions, _ = self._adapt_and_predict(task, self.eval_inner_steps, training)
+            return predictions, []
+
+        predictions, _ = self._over_tasks(episodes, task_fn, [], [])
+        return predictions
+
+    def call(self, episodes, training=False):
+        """Adapts to each task's support set and predicts its queries.
+
+        Args:
+            episodes: a dict with `support_x`, `support_y`, `query_x`, each
+                with a leading task axis.
+
+        Returns:
+            Query predictions `[tasks, queries, outputs]` (logits for
+            classifiers), after `eval_inner_steps` inner steps.
+        """
+        return self._adapted_predictions(self._episodes(episodes, need_query_y=False), training)
+
+    def test_step(self, data):
+        episodes = self._episodes(data)
+        predictions = self._adapted_predictions(episodes, training=False)
+        loss = self.task_loss(episodes["query_y"], predictions)
+        return self._update_metrics(loss, episodes["query_y"], predictions)
+
+    def predict_step(self, data):
+        return self._adapted_predictions(self._episodes(data, need_query_y=False), False)
+
+    def _update_metrics(self, loss, query_y, predictions):
+        # Keras's documented pattern for a custom step: the "loss" metric
+        # tracks the loss, the compiled metrics see labels and predictions.
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss)
+            else:
+                metric.update_state(query_y, predictions)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _check_data(self, x, need_query_y):
+        episode_checks.check_episode_data(x, self.backbone, need_query_y, self.is_classifier)
+
+    def fit(self, x=None, y=None, validation_data=None, **kwargs):
+        self._check_data(x, need_query_y=True)
+        if validation_data is not None:
+            self._check_data(validation_data, need_query_y=True)
+        kwargs.setdefault("shuffle", False)  # episode streams are random already
+        return super().fit(x, y, validation_data=validation_data, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        self._check_data(x, need_query_y=True)
+        return super().evaluate(x, y, **kwargs)
+
+    def predict(self, x, **kwargs):
+        self._check_data(x, need_query_y=False)
+        return super().predict(x, **kwargs)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "inner_lr": self.inner_lr,
+            "inner_steps": self.inner_steps,
+            "eval_inner_steps": self.eval_inner_steps,
+            "first_order": self.first_order,
+            "learn_inner_lr": self.learn_inner_lr,
+            "loss": keras.losses.serialize(self.task_loss),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        config["loss"] = keras.losses.deserialize(config["loss"])
+        return cls(**config)
