@@ -41,7 +41,11 @@ def main(argv=None):
     parser.add_argument("--pooling", default="stride", choices=tfmeta.models.backbones.POOLINGS)
     parser.add_argument("--iterations", type=int, default=30, help="timed meta-iterations")
     parser.add_argument("--warmup", type=int, default=3, help="untimed meta-iterations")
+    parser.add_argument("--intra-op-threads", type=int, default=0,
+                        help="TensorFlow intra-op threads; 0 keeps TensorFlow's default")
     args = parser.parse_args(argv)
+    if args.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
 
     rng = np.random.default_rng(0)
     tasks, support, query = args.meta_batch, args.ways * args.shots, args.ways * args.queries
@@ -65,7 +69,7 @@ def main(argv=None):
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{args.ways}-way {args.shots}-shot, {args.queries} queries, meta-batch {tasks}, "
           f"{args.inner_steps} inner step(s), {'first' if args.first_order else 'second'} order, "
-          f"{args.pooling} pooling")
+          f"{args.pooling} pooling, intra-op threads: {args.intra_op_threads or 'default'}")
     print(f"ms_per_iter={1000 * median:.0f} tasks_per_s={tasks / median:.1f} peak_rss_mb={peak_mb:.0f}")
 
 

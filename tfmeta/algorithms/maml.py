@@ -261,7 +261,9 @@ class MAML(keras.Model):
             with tf.GradientTape() as tape:
                 predictions, updates = self._adapt_and_predict(task, self.inner_steps, True)
                 loss = self.task_loss(task["query_y"], predictions)
-            gradients = tape.gradient(loss, variables, unconnected_gradients=_ZERO)
+                # A loss-scaling optimizer (mixed precision) unscales in apply().
+                scaled_loss = self.optimizer.scale_loss(loss)
+            gradients = tape.gradient(scaled_loss, variables, unconnected_gradients=_ZERO)
             return predictions, [tf.cast(loss, tf.float32), *gradients, *updates]
 
         # Sum the loss, gradients and float states (moving statistics) over
