@@ -12,6 +12,14 @@ except ImportError as error:  # TensorFlow is an extra so a GPU build is never c
     ) from error
 
 from tfmeta import algorithms, data, layers, models  # noqa: E402
-from tfmeta.algorithms import MAML  # noqa: E402
+from tfmeta.algorithms import MAML, MatchingNetwork, PrototypicalNetwork  # noqa: E402
 
-__all__ = ["MAML", "algorithms", "data", "layers", "models"]
+__all__ = [
+    "MAML",
+    "MatchingNetwork",
+    "PrototypicalNetwork",
+    "algorithms",
+    "data",
+    "layers",
+    "models",
+]

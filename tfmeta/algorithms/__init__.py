@@ -1,5 +1,21 @@
-"""Meta-learning algorithms, each a Keras model over a pure update function."""
+"""Meta-learning algorithms, each a Keras model over pure functions."""
 
 from tfmeta.algorithms.maml import MAML, adapt, adapt_and_predict
+from tfmeta.algorithms.matching_networks import (
+    MatchingNetwork,
+    cosine_similarity,
+    matching_log_probabilities,
+)
+from tfmeta.algorithms.prototypical_networks import PrototypicalNetwork, prototype_logits, prototypes
 
-__all__ = ["MAML", "adapt", "adapt_and_predict"]
+__all__ = [
+    "MAML",
+    "MatchingNetwork",
+    "PrototypicalNetwork",
+    "adapt",
+    "adapt_and_predict",
+    "cosine_similarity",
+    "matching_log_probabilities",
+    "prototype_logits",
+    "prototypes",
+]

@@ -19,13 +19,14 @@ def unpack(data, need_query_y=True):
     return data
 
 
-def check_episode_data(data, backbone, need_query_y, is_classifier):
-    """Raises a `ValueError` naming the problem if `data` cannot feed `backbone`.
+def check_episode_data(data, example_shape, need_query_y, integer_labels, check_first_batch=None):
+    """Raises a `ValueError` naming the problem if `data` cannot feed a model.
 
     `data` is a `tf.data.Dataset` of episode meta-batches or a dict of arrays
     with a leading task axis. Checks keys, ranks, that support and query
-    examples match each other and the backbone's input, label dtypes, and
-    (on the first meta-batch) that labels fit the backbone's output width.
+    examples match each other and the model's `example_shape` (if known),
+    that there is one label per example (integers if `integer_labels`), and
+    finally runs `check_first_batch` on the first meta-batch, as NumPy.
     """
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
@@ -47,7 +48,6 @@ def check_episode_data(data, backbone, need_query_y, is_classifier):
     if missing:
         raise ValueError(f"Episodes lack the keys {missing}; received keys {sorted(shapes)}.")
 
-    example_shape = tuple(backbone.input_shape[1:]) if hasattr(backbone, "input_shape") else None
     for key in ("support_x", "query_x"):
         shape = shapes[key]
         if example_shape is not None and len(shape) == len(example_shape) + 1:
@@ -60,7 +60,7 @@ def check_episode_data(data, backbone, need_query_y, is_classifier):
             or any(a is not None and b is not None and a != b for a, b in zip(shape[2:], example_shape))
         ):
             raise ValueError(
-                f"{key} has shape {shape}, but the backbone takes examples of shape {example_shape}: "
+                f"{key} has shape {shape}, but the model takes examples of shape {example_shape}: "
                 f"expected [tasks, examples, {', '.join(map(str, example_shape))}]."
             )
     if shapes["support_x"][2:] != shapes["query_x"][2:]:
@@ -76,26 +76,10 @@ def check_episode_data(data, backbone, need_query_y, is_classifier):
                 f"{y_key} has shape {shapes[y_key]} but {x_key} has {shapes[x_key]}: expected one "
                 "label per example."
             )
-        if is_classifier and not dtypes[y_key].is_integer:
+        if integer_labels and not dtypes[y_key].is_integer:
             raise ValueError(f"{y_key} must hold integer class labels; received dtype {dtypes[y_key].name}.")
-    if is_classifier:
-        _check_ways(data, backbone.output_shape[-1])
-
-
-def _check_ways(data, width):
-    """Compares the first meta-batch's labels with the backbone's output width."""
-    first = next(iter(data.take(1))) if isinstance(data, tf.data.Dataset) else data
-    support_y = np.asarray(first["support_y"])
-    if support_y.size == 0:
-        raise ValueError("support_y is empty: every task needs a support set.")
-    if support_y.min() < 0 or support_y.max() >= width:
-        raise ValueError(
-            f"support_y holds labels in [{support_y.min()}, {support_y.max()}], outside "
-            f"[0, ways={width}) (the backbone's output width)."
-        )
-    ways = len(np.unique(support_y[0]))
-    if ways != width:
-        raise ValueError(
-            f"The backbone outputs {width} logits but the episodes are {ways}-way; build the "
-            f"backbone with ways={ways} outputs."
-        )
+    if len(shapes["support_x"]) > 1 and shapes["support_x"][1] == 0:
+        raise ValueError("support_x is empty: every task needs a support set.")
+    if check_first_batch is not None:
+        first = next(iter(data.take(1))) if isinstance(data, tf.data.Dataset) else data
+        check_first_batch({key: np.asarray(value) for key, value in first.items()})

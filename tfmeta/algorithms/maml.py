@@ -1,12 +1,12 @@
 """MAML: Model-Agnostic Meta-Learning (Finn et al. 2017), with fast weights that are used."""
 
 import numbers
-import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from tfmeta.algorithms import episode_checks
+from tfmeta.algorithms.episodic_model import EpisodicModel, assert_labels_below
 
 _ZERO = tf.UnconnectedGradients.ZERO
 
@@ -76,7 +76,7 @@ def _stock_batch_norms(model):
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")
-class MAML(keras.Model):
+class MAML(EpisodicModel):
     """Model-Agnostic Meta-Learning as a Keras model that trains with `fit`.
 
     Wraps any built Keras backbone. Each element of the training data is a
@@ -179,23 +179,6 @@ class MAML(keras.Model):
     def is_classifier(self):
         return isinstance(self.task_loss, keras.losses.SparseCategoricalCrossentropy)
 
-    def compile(self, optimizer="adam", metrics="auto", **kwargs):
-        """Configures meta-training: the outer optimizer and metrics.
-
-        `metrics="auto"` reports query accuracy for classifiers. The loss is
-        MAML's own constructor argument (it serves the inner loop too), so
-        `loss=` is refused here.
-        """
-        if kwargs.get("loss") is not None:
-            raise ValueError(
-                "Pass the loss to MAML(..., loss=...): it is used in the inner loop as well as the "
-                f"outer one. Received compile(loss={kwargs['loss']!r})."
-            )
-        kwargs.pop("loss", None)
-        if metrics == "auto":
-            metrics = ["accuracy"] if self.is_classifier else []
-        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
-
     def _learning_rates(self):
         if self.learn_inner_lr:
             return [lr.value for lr in self.inner_lrs]
@@ -209,25 +192,35 @@ class MAML(keras.Model):
             task, self.task_loss, self._learning_rates(), steps, self.first_order, training,
         )
 
-    def _episodes(self, data, need_query_y=True):
-        """Unpacks a step's episodes and checks their labels in the graph."""
-        episodes = episode_checks.unpack(data, need_query_y)
-        self._check_labels(episodes)
-        return episodes
+    @property
+    def example_shape(self):
+        return tuple(self.backbone.input_shape[1:])
 
-    def _check_labels(self, episodes):
+    @property
+    def ways(self):
+        """The backbone's output width: the number of classes it can tell apart."""
+        return self.backbone.output_shape[-1]
+
+    def check_first_batch(self, batch):
+        support_y = batch["support_y"]
+        if support_y.min() < 0 or support_y.max() >= self.ways:
+            raise ValueError(
+                f"support_y holds labels in [{support_y.min()}, {support_y.max()}], outside "
+                f"[0, ways={self.ways}) (the backbone's output width)."
+            )
+        ways = len(np.unique(support_y[0]))
+        if ways != self.ways:
+            raise ValueError(
+                f"The backbone outputs {self.ways} logits but the episodes are {ways}-way; build "
+                f"the backbone with ways={ways} outputs."
+            )
+
+    def check_labels_in_graph(self, episodes):
         # Data-dependent, so checked in the graph: a label outside the
         # backbone's outputs would silently train on garbage.
-        if not self.is_classifier:
-            return
-        ways = self.backbone.output_shape[-1]
-        for key in [key for key in ("support_y", "query_y") if key in episodes]:
-            labels = episodes[key]
-            tf.debugging.assert_non_negative(labels, message=f"{key} holds a negative label")
-            tf.debugging.assert_less(
-                labels, tf.cast(ways, labels.dtype),
-                message=f"{key} holds a label outside [0, ways={ways}) (the backbone's output width)",
-            )
+        if self.is_classifier:
+            assert_labels_below(episodes, ("support_y", "query_y"), self.ways,
+                                f"ways={self.ways}) (the backbone's output width")
 
     def _over_tasks(self, episodes, task_fn, initial, combine):
         """Runs `task_fn` on each task in a graph loop.
@@ -253,7 +246,8 @@ class MAML(keras.Model):
         return predictions.stack(), totals
 
     def train_step(self, data):
-        episodes = self._episodes(data)
+        episodes = self.episodes_of(data)
+        self.check_labels_in_graph(episodes)
         variables = self.trainable_variables
         non_trainable = self.backbone.non_trainable_variables
 
@@ -286,7 +280,7 @@ class MAML(keras.Model):
         self.optimizer.apply(gradients, variables)
         for variable, value in zip(non_trainable, updates):
             variable.assign(value)
-        return self._update_metrics(loss, episodes["query_y"], predictions)
+        return self.update_metrics(loss, episodes["query_y"], predictions)
 
     def _adapted_predictions(self, episodes, training):
         """Query predictions `[tasks, queries, ...]` after `eval_inner_steps` steps."""
@@ -309,44 +303,8 @@ class MAML(keras.Model):
             Query predictions `[tasks, queries, outputs]` (logits for
             classifiers), after `eval_inner_steps` inner steps.
         """
-        return self._adapted_predictions(self._episodes(episodes, need_query_y=False), training)
-
-    def test_step(self, data):
-        episodes = self._episodes(data)
-        predictions = self._adapted_predictions(episodes, training=False)
-        loss = self.task_loss(episodes["query_y"], predictions)
-        return self._update_metrics(loss, episodes["query_y"], predictions)
-
-    def predict_step(self, data):
-        return self._adapted_predictions(self._episodes(data, need_query_y=False), False)
-
-    def _update_metrics(self, loss, query_y, predictions):
-        # Keras's documented pattern for a custom step: the "loss" metric
-        # tracks the loss, the compiled metrics see labels and predictions.
-        for metric in self.metrics:
-            if metric.name == "loss":
-                metric.update_state(loss)
-            else:
-                metric.update_state(query_y, predictions)
-        return {m.name: m.result() for m in self.metrics}
-
-    def _check_data(self, x, need_query_y):
-        episode_checks.check_episode_data(x, self.backbone, need_query_y, self.is_classifier)
-
-    def fit(self, x=None, y=None, validation_data=None, **kwargs):
-        self._check_data(x, need_query_y=True)
-        if validation_data is not None:
-            self._check_data(validation_data, need_query_y=True)
-        kwargs.setdefault("shuffle", False)  # episode streams are random already
-        return super().fit(x, y, validation_data=validation_data, **kwargs)
-
-    def evaluate(self, x=None, y=None, **kwargs):
-        self._check_data(x, need_query_y=True)
-        return super().evaluate(x, y, **kwargs)
-
-    def predict(self, x, **kwargs):
-        self._check_data(x, need_query_y=False)
-        return super().predict(x, **kwargs)
+        self.check_labels_in_graph(episodes)
+        return self._adapted_predictions(episodes, training)
 
     def get_config(self):
         return {

@@ -1,5 +1,5 @@
-"""Backbone networks."""
+"""Backbone and embedding networks."""
 
-from tfmeta.models.backbones import omniglot_cnn, sinusoid_mlp
+from tfmeta.models.backbones import conv4_embedding, dense_embedding, omniglot_cnn, sinusoid_mlp
 
-__all__ = ["omniglot_cnn", "sinusoid_mlp"]
+__all__ = ["conv4_embedding", "dense_embedding", "omniglot_cnn", "sinusoid_mlp"]

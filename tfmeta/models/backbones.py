@@ -1,5 +1,7 @@
 """The backbones of the MAML and Matching Networks papers, as Keras models."""
 
+import functools
+
 import keras
 
 from tfmeta.layers import MetaBatchNormalization
@@ -32,20 +34,60 @@ def omniglot_cnn(ways, input_shape=(28, 28, 1), pooling="stride", filters=64, na
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}; received pooling={pooling!r}.")
     inputs = keras.Input(shape=input_shape, name="images")
-    x = inputs
-    for block in range(4):
-        stride = 2 if pooling == "stride" else 1
-        x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", name=f"conv{block}")(x)
-        x = MetaBatchNormalization(name=f"norm{block}")(x)
-        x = keras.layers.ReLU(name=f"relu{block}")(x)
-        if pooling == "max":
-            x = keras.layers.MaxPooling2D(2, padding="valid", name=f"pool{block}")(x)
+    x = _conv_blocks(inputs, filters, pooling, MetaBatchNormalization)
     if pooling == "stride":
         x = keras.layers.GlobalAveragePooling2D(name="mean_pool")(x)
     else:
         x = keras.layers.Flatten(name="flatten")(x)
     outputs = keras.layers.Dense(ways, name="logits")(x)
     return keras.Model(inputs, outputs, name=name or f"omniglot_cnn_{pooling}")
+
+
+def _conv_blocks(x, filters, pooling, normalization):
+    """4 x [3x3 conv, normalization, ReLU], downsampling by stride 2 or 2x2 max-pool."""
+    for block in range(4):
+        stride = 2 if pooling == "stride" else 1
+        x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", name=f"conv{block}")(x)
+        x = normalization(name=f"norm{block}")(x)
+        x = keras.layers.ReLU(name=f"relu{block}")(x)
+        if pooling == "max":
+            x = keras.layers.MaxPooling2D(2, name=f"pool{block}")(x)
+    return x
+
+
+def conv4_embedding(input_shape=(28, 28, 1), filters=64, name="conv4_embedding"):
+    """The embedding of Matching and Prototypical Networks: 64-d on 28x28 Omniglot.
+
+    4 x [3x3 convolution with `filters` channels, batch normalization, ReLU,
+    2x2 max-pooling], flattened: 28 -> 14 -> 7 -> 3 -> 1, so `filters`
+    features. Uses Keras's own BatchNormalization (moving statistics at
+    inference): metric learners need only first-order gradients.
+
+    Reference:
+        Vinyals et al. 2016; Snell, Swersky, Zemel. Prototypical Networks for
+        Few-shot Learning. NeurIPS 2017.
+    """
+    inputs = keras.Input(shape=input_shape, name="images")
+    # Momentum 0.9 as PyTorch's default in the original implementations; Keras's 0.99
+    # leaves the moving statistics unready after a short training.
+    x = _conv_blocks(inputs, filters, "max", functools.partial(keras.layers.BatchNormalization, momentum=0.9))
+    return keras.Model(inputs, keras.layers.Flatten(name="flatten")(x), name=name)
+
+
+def dense_embedding(input_dim, units=(128, 64), name="dense_embedding"):
+    """An MLP embedding for vector inputs (text embeddings, tabular features).
+
+    ReLU hidden layers and a linear last layer of `units[-1]` features: the
+    source tutorial's `EmbeddingFunction`, for episodes whose examples are
+    vectors of length `input_dim`.
+    """
+    if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:
+        raise ValueError(f"`input_dim` must be a positive integer; received input_dim={input_dim!r}.")
+    inputs = keras.Input(shape=(input_dim,), name="features")
+    x = inputs
+    for i, width in enumerate(units[:-1]):
+        x = keras.layers.Dense(width, activation="relu", name=f"hidden{i}")(x)
+    return keras.Model(inputs, keras.layers.Dense(units[-1], name="embedding")(x), name=name)
 
 
 def sinusoid_mlp(hidden=(40, 40), name="sinusoid_mlp"):

@@ -1,0 +1,113 @@
+"""Metric-based few-shot learners: embed support and query, classify by comparison."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmeta.algorithms.episodic_model import EpisodicModel, assert_labels_below
+
+
+def _merge_task_axis(x):
+    """`[tasks, examples, ...]` -> `[tasks * examples, ...]`."""
+    return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], axis=0))
+
+
+class MetricLearner(EpisodicModel):
+    """An embedding network and a rule that scores queries against a support set.
+
+    Support and query examples of all tasks in a meta-batch are embedded in
+    one batch; `classify` then turns each task's embeddings into query scores
+    over the task's `ways = max(support_y) + 1` classes. No fine-tuning: a
+    trained model classifies against any support set, with any number of ways,
+    as long as its labels are exactly `0..ways-1`, each present.
+
+    Args:
+        embedding: a built Keras model mapping an example to a vector.
+    """
+
+    def __init__(self, embedding, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(embedding, keras.Model):
+            raise ValueError(f"`embedding` must be a keras.Model; received {type(embedding).__name__}.")
+        if not embedding.built or len(embedding.output_shape) != 2:
+            raise ValueError(
+                f"`embedding` must be a built model with vector outputs [batch, features] (give it a "
+                f"keras.Input); received output shape {getattr(embedding, 'output_shape', None)}."
+            )
+        self.embedding = embedding
+        self.task_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @property
+    def example_shape(self):
+        return tuple(self.embedding.input_shape[1:])
+
+    @property
+    def embedding_size(self):
+        return self.embedding.output_shape[-1]
+
+    def check_first_batch(self, batch):
+        for t, support_y in enumerate(batch["support_y"]):
+            classes = np.unique(support_y)
+            ways = int(support_y.max()) + 1
+            if support_y.min() < 0 or len(classes) != ways:
+                missing = sorted(set(range(ways)) - set(classes.tolist()))
+                raise ValueError(
+                    f"Task {t}'s support labels must be exactly 0..ways-1, each present; received "
+                    f"labels {classes.tolist()} (missing {missing})."
+                )
+            query_y = batch["query_y"][t] if "query_y" in batch else None
+            if query_y is not None and (query_y.min() < 0 or query_y.max() >= ways):
+                raise ValueError(
+                    f"Task {t}'s query labels must refer to its {ways} support classes [0, {ways}); "
+                    f"received labels in [{query_y.min()}, {query_y.max()}]."
+                )
+
+    def check_labels_in_graph(self, episodes):
+        support_y = tf.cast(episodes["support_y"], tf.int32)
+        ways = tf.reduce_max(support_y) + 1
+        assert_labels_below(episodes, ("support_y", "query_y"), ways, "ways) (ways = max(support_y) + 1")
+        present = tf.reduce_any(tf.one_hot(support_y, ways) > 0, axis=1)
+        tf.debugging.assert_equal(
+            tf.reduce_all(present), True,
+            message="support_y must hold every label 0..ways-1 in every task; a class has no support example",
+        )
+
+    def embed(self, x, training=False):
+        """Embeddings of examples `[batch, ...]` -> `[batch, features]`."""
+        return self.embedding(x, training=training)
+
+    def call(self, episodes, training=False):
+        """Query scores `[tasks, queries, ways]` (logits or log-probabilities)."""
+        self.check_labels_in_graph(episodes)
+        support_x, query_x = episodes["support_x"], episodes["query_x"]
+        tasks, support_size = tf.shape(support_x)[0], tf.shape(support_x)[1]
+        embedded = self.embed(tf.concat([_merge_task_axis(support_x), _merge_task_axis(query_x)], 0),
+                              training=training)
+        support = tf.reshape(embedded[:tasks * support_size], [tasks, support_size, -1])
+        query = tf.reshape(embedded[tasks * support_size:], [tasks, -1, self.embedding_size])
+        support_y = tf.cast(episodes["support_y"], tf.int32)
+        ways = tf.reduce_max(support_y) + 1
+        return self.classify(support, support_y, query, ways, training)
+
+    def classify(self, support, support_y, query, ways, training):
+        """Scores `[tasks, queries, ways]` from embeddings `[tasks, examples, features]`."""
+        raise NotImplementedError
+
+    def train_step(self, data):
+        episodes = self.episodes_of(data)
+        with tf.GradientTape() as tape:
+            scores = self(episodes, training=True)
+            loss = self.task_loss(episodes["query_y"], scores)
+            scaled_loss = self.optimizer.scale_loss(loss)
+        variables = self.trainable_variables
+        self.optimizer.apply(tape.gradient(scaled_loss, variables), variables)
+        return self.update_metrics(loss, episodes["query_y"], scores)
+
+    def get_config(self):
+        return {**super().get_config(), "embedding": keras.saving.serialize_keras_object(self.embedding)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["embedding"] = keras.saving.deserialize_keras_object(config["embedding"])
+        return cls(**config)
