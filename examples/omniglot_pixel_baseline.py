@@ -32,7 +32,8 @@ def main(argv=None):
     data = tfmeta.data.load_omniglot(args.split, args.data_dir)
     print(f"Omniglot {args.split}: {data} (read in {time.time() - start:.1f} s)")
     tasks = tfmeta.data.evaluation_episodes(
-        data, args.ways, args.shots, args.queries, args.episodes, seed=args.seed
+        data, args.ways, args.shots, args.queries, args.episodes, seed=args.seed,
+        meta_batch_size=min(25, args.episodes),
     )
     accuracies = episode_accuracies(pixel_nearest_neighbour, tasks, args.episodes)
     mean, half_width = mean_confidence_interval(accuracies)

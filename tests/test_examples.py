@@ -21,17 +21,21 @@ def test_pixel_baseline_prints_an_accuracy(omniglot_dir, capsys):
     assert "pixel nearest neighbour, 5-way 1-shot, vinyals-test, 20 episodes: accuracy" in capsys.readouterr().out
 
 
-def test_maml_omniglot_trains_evaluates_and_writes_results(omniglot_dir, tmp_path):
-    example = load_example("maml_omniglot")
-    config = example.parse_config([
+@pytest.mark.parametrize("example, flags", [
+    ("maml_omniglot", ["--first-order", "--learn-inner-lr"]),
+    ("protonet_omniglot", ["--train-ways", "4"]),
+    ("matching_omniglot", ["--fce", "--fce-steps", "2"]),
+])
+def test_omniglot_examples_train_evaluate_and_write_results(omniglot_dir, tmp_path, example, flags):
+    results = load_example(example).main([
         "--data-dir", str(omniglot_dir), "--ways", "3", "--meta-batch", "2", "--queries", "2",
         "--iterations", "2", "--iterations-per-epoch", "1", "--val-episodes", "2",
-        "--test-episodes", "4", "--output-dir", str(tmp_path),
+        "--test-episodes", "4", "--output-dir", str(tmp_path), *flags,
     ])
-    results = example.train_and_evaluate(config)
     assert 0.0 <= results["accuracy"] <= 1.0 and results["iterations"] == 2
+    assert results["test_episodes"] == 4 and len(results["val_accuracy"]) == 2
     assert json.loads((tmp_path / "results.json").read_text())["ways"] == 3
-    assert (tmp_path / "maml.keras").is_file()
+    assert (tmp_path / "model.keras").is_file()
 
 
 def test_maml_sinusoid_reports_errors_and_draws_the_figure(tmp_path):

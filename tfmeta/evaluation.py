@@ -26,32 +26,44 @@ def episode_accuracies(predict, episodes, num_episodes=None, verbose=1):
     """Query accuracy of `predict` on every episode of a finite stream.
 
     Args:
-        predict: `predict(support_x, support_y, query_x)` -> predicted query
-            labels `[Q]` or class scores `[Q, ways]`; wrapped in a
-            `tf.function` here.
-        episodes: a finite `tf.data.Dataset` of unbatched episode dicts.
-        num_episodes: length of `episodes`, for the progress bar.
+        predict: `predict(support_x, support_y, query_x)` on meta-batches ->
+            predicted query labels `[tasks, queries]` or class scores
+            `[tasks, queries, ways]`; run as a `tf.function`. For a tfmeta
+            model, `model_predictor(model)`.
+        episodes: a finite `tf.data.Dataset` of episode meta-batches, e.g.
+            `evaluation_episodes(..., meta_batch_size=25)`.
+        num_episodes: number of episodes in `episodes`, for the progress bar.
         verbose: 1 shows a Keras progress bar with the running mean accuracy.
 
     Returns:
         A NumPy vector of per-episode accuracies.
     """
     @tf.function
-    def accuracy(episode):
-        predicted = predict(episode["support_x"], episode["support_y"], episode["query_x"])
-        if predicted.shape.rank == 2:
+    def accuracies(batch):
+        predicted = predict(batch["support_x"], batch["support_y"], batch["query_x"])
+        if predicted.shape.rank == 3:
             predicted = tf.argmax(predicted, axis=-1, output_type=tf.int32)
-        correct = tf.equal(tf.cast(predicted, tf.int32), episode["query_y"])
-        return tf.reduce_mean(tf.cast(correct, tf.float32))
+        correct = tf.equal(tf.cast(predicted, tf.int32), tf.cast(batch["query_y"], tf.int32))
+        return tf.reduce_mean(tf.cast(correct, tf.float32), axis=-1)
 
     progress = None
     if verbose:
         progress = keras.utils.Progbar(
             num_episodes, unit_name="episode", stateful_metrics=["mean accuracy"]
         )
-    accuracies = []
-    for episode in episodes:
-        accuracies.append(float(accuracy(episode)))
+    results = []
+    for batch in episodes:
+        results.extend(accuracies(batch).numpy().tolist())
         if progress is not None:
-            progress.add(1, values=[("mean accuracy", np.mean(accuracies))])
-    return np.array(accuracies)
+            progress.update(len(results), values=[("mean accuracy", np.mean(results))])
+    return np.array(results)
+
+
+def model_predictor(model):
+    """`predict(support_x, support_y, query_x)` for a tfmeta model, for `episode_accuracies`."""
+
+    def predict(support_x, support_y, query_x):
+        episodes = {"support_x": support_x, "support_y": support_y, "query_x": query_x}
+        return model(episodes, training=False)
+
+    return predict
