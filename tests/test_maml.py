@@ -226,6 +226,10 @@ def test_stock_batch_norm_is_refused_in_second_order_and_updated_in_first_order(
     backbone = keras.Model(inputs, keras.layers.Dense(3)(x))
     with pytest.raises(ValueError, match=r"\['stock_bn'\].*MetaBatchNormalization.*first_order=True"):
         MAML(backbone)
+    nested = keras.Sequential([keras.Input((2,)), keras.Sequential([keras.layers.BatchNormalization(name="inner_bn")]),
+                               keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match=r"\['inner_bn'\]"):
+        MAML(nested)
     maml = MAML(backbone, first_order=True)
     maml.compile(optimizer="sgd")
     moving_mean = backbone.get_layer("stock_bn").moving_mean

@@ -71,8 +71,14 @@ def adapt_and_predict(model, params, non_trainable, episode, loss_fn, inner_lrs,
 
 
 def _stock_batch_norms(model):
-    return [layer.name for layer in model._flatten_layers()
-            if isinstance(layer, keras.layers.BatchNormalization)]
+    """Names of the keras.layers.BatchNormalization layers in `model`, nested models included."""
+    names = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            names.append(layer.name)
+        if hasattr(layer, "layers"):
+            names += _stock_batch_norms(layer)
+    return names
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")

@@ -1,0 +1,24 @@
+"""The benchmark scripts run and print their last line in the promised format."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.mark.parametrize("script, flags, pattern", [
+    ("maml_throughput.py", ["--inner-steps", "2", "--first-order"],
+     r"ms_per_iter=\d+ tasks_per_s=[\d.]+ peak_rss_mb=\d+"),
+    ("metric_throughput.py", ["--algorithm", "matching", "--fce"],
+     r"ms_per_iter=\d+ episodes_per_s=[\d.]+ peak_rss_mb=\d+"),
+])
+def test_throughput_benchmarks_report_their_figures(script, flags, pattern):
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), "--meta-batch", "2", "--iterations", "2",
+         "--warmup", "1", *flags],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    assert re.fullmatch(pattern, completed.stdout.strip().splitlines()[-1])
