@@ -9,10 +9,8 @@ warm-up that includes tracing. Last line:
 
 import argparse
 
-import keras
-
 import tfmeta
-from timing import add_common_flags, apply_threads, peak_rss_mb, random_meta_batch, time_fit
+from timing import add_common_flags, apply_threads, benchmark_fit
 
 
 def main(argv=None):
@@ -23,19 +21,13 @@ def main(argv=None):
     parser.add_argument("--pooling", default="stride", choices=tfmeta.models.backbones.POOLINGS)
     args = parser.parse_args(argv)
     apply_threads(args)
-
     maml = tfmeta.MAML(
         tfmeta.models.omniglot_cnn(args.ways, pooling=args.pooling),
         inner_lr=0.4, inner_steps=args.inner_steps, first_order=args.first_order,
     )
-    maml.compile(optimizer=keras.optimizers.Adam(1e-3))
-    batch = random_meta_batch(args.ways, args.shots, args.queries, args.meta_batch)
-    median = time_fit(maml, batch, args.iterations, args.warmup)
-    print(f"MAML {args.ways}-way {args.shots}-shot, {args.queries} queries, meta-batch {args.meta_batch}, "
-          f"{args.inner_steps} inner step(s), {'first' if args.first_order else 'second'} order, "
-          f"{args.pooling} pooling, intra-op threads: {args.intra_op_threads or 'default'}")
-    print(f"ms_per_iter={1000 * median:.0f} tasks_per_s={args.meta_batch / median:.1f} "
-          f"peak_rss_mb={peak_rss_mb():.0f}")
+    order = "first" if args.first_order else "second"
+    benchmark_fit(maml, args, f"MAML, {args.inner_steps} inner step(s), {order} order, "
+                              f"{args.pooling} pooling", "tasks_per_s")
 
 
 if __name__ == "__main__":

@@ -35,17 +35,24 @@ class IterationTimer(keras.callbacks.Callback):
         self.times.append(time.perf_counter() - self.start)
 
 
-def time_fit(model, meta_batch, iterations, warmup):
-    """Median seconds per meta-iteration of `model.fit`, after a warm-up that includes tracing."""
-    stream = tf.data.Dataset.from_tensors(meta_batch).repeat()
-    model.fit(stream, steps_per_epoch=warmup, epochs=1, verbose=0)
+def benchmark_fit(model, args, description, rate_name):
+    """Times `model.fit` on one random meta-batch, repeated, and prints the figures.
+
+    The warm-up (`args.warmup` meta-iterations, tracing included) is not
+    timed. Last printed line: `ms_per_iter=<median> <rate_name>=<...> peak_rss_mb=<...>`.
+    """
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    batch = random_meta_batch(args.ways, args.shots, args.queries, args.meta_batch)
+    stream = tf.data.Dataset.from_tensors(batch).repeat()
+    model.fit(stream, steps_per_epoch=args.warmup, epochs=1, verbose=0)
     timer = IterationTimer()
-    model.fit(stream, steps_per_epoch=iterations, epochs=1, verbose=2, callbacks=[timer])
-    return float(np.median(timer.times))
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    model.fit(stream, steps_per_epoch=args.iterations, epochs=1, verbose=2, callbacks=[timer])
+    median = float(np.median(timer.times))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{description}, {args.ways}-way {args.shots}-shot, {args.queries} queries, meta-batch "
+          f"{args.meta_batch}, intra-op threads: {args.intra_op_threads or 'default'}")
+    print(f"ms_per_iter={1000 * median:.0f} {rate_name}={args.meta_batch / median:.1f} "
+          f"peak_rss_mb={peak_mb:.0f}")
 
 
 def add_common_flags(parser):

@@ -16,9 +16,8 @@ class EpisodicModel(keras.Model):
     `[tasks, queries, ways]`: logits or log-probabilities, so that
     `argmax` is the prediction and softmax the class probabilities.
 
-    Subclasses implement `call` (and `train_step` if plain backpropagation
-    through `call` is not their update) and `check_first_batch`, and give
-    `example_shape`.
+    Subclasses set `task_loss` (the loss of query scores), implement `call`,
+    `train_step` and `check_first_batch`, and give `example_shape`.
     """
 
     is_classifier = True
