@@ -11,6 +11,7 @@ def test_omniglot_cnn_is_finns_four_block_network(pooling, strides):
     model = tfmeta.models.omniglot_cnn(ways=5, pooling=pooling)
     convs = [l for l in model.layers if l.__class__.__name__ == "Conv2D"]
     assert [(c.filters, c.kernel_size, c.strides) for c in convs] == [(64, (3, 3), strides)] * 4
+    assert not any(c.use_bias for c in convs)  # batch norm follows: a bias would change nothing
     assert sum(isinstance(l, MetaBatchNormalization) for l in model.layers) == 4
     assert model.output_shape == (None, 5)
     # 28 -> 14 -> 7 -> 4 -> 2 (stride, then mean-pooled) or 28 -> 14 -> 7 -> 3 -> 1 (max-pool).
