@@ -7,10 +7,8 @@ classes) with Keras progress bars and a validation score per epoch, then
 prints the query accuracy ± 95% interval over fixed, seeded test episodes.
 """
 
-import keras
-
 import tfmeta
-from tfmeta.experiments import omniglot_parser, train_and_evaluate_omniglot
+from tfmeta.experiments import omniglot_parser, parse_config, train_and_evaluate_omniglot
 
 
 def main(argv=None):
@@ -22,8 +20,7 @@ def main(argv=None):
     parser.add_argument("--learn-inner-lr", action="store_true", help="Meta-SGD per-parameter rates")
     parser.add_argument("--pooling", default="stride", choices=tfmeta.models.backbones.POOLINGS,
                         help="Finn's strided CNN or the max-pool variant")
-    config = parser.parse_args(argv)
-    keras.utils.set_random_seed(config.seed)
+    config = parse_config(parser, argv)
     maml = tfmeta.MAML(
         tfmeta.models.omniglot_cnn(config.ways, pooling=config.pooling),
         inner_lr=config.inner_lr, inner_steps=config.inner_steps,

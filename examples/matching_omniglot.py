@@ -7,10 +7,8 @@ of the Vinyals training classes, then prints the query accuracy ± 95% interval
 over fixed, seeded test episodes.
 """
 
-import keras
-
 import tfmeta
-from tfmeta.experiments import omniglot_parser, train_and_evaluate_omniglot
+from tfmeta.experiments import omniglot_parser, parse_config, train_and_evaluate_omniglot
 
 
 def main(argv=None):
@@ -20,8 +18,7 @@ def main(argv=None):
     parser.add_argument("--fce-steps", type=int, default=5, help="processing steps of the query LSTM")
     parser.add_argument("--temperature", type=float, default=1.0, help="scale of the cosines")
     parser.add_argument("--learn-temperature", action="store_true", help="learn the scale")
-    config = parser.parse_args(argv)
-    keras.utils.set_random_seed(config.seed)
+    config = parse_config(parser, argv)
     model = tfmeta.MatchingNetwork(
         tfmeta.models.conv4_embedding(), fce=config.fce, fce_steps=config.fce_steps,
         temperature=config.temperature, learn_temperature=config.learn_temperature,

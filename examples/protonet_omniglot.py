@@ -8,18 +8,15 @@ queries each) — then prints the query accuracy ± 95% interval over fixed,
 seeded test episodes.
 """
 
-import keras
-
 import tfmeta
-from tfmeta.experiments import omniglot_parser, train_and_evaluate_omniglot
+from tfmeta.experiments import omniglot_parser, parse_config, train_and_evaluate_omniglot
 
 
 def main(argv=None):
     parser = omniglot_parser(__doc__.splitlines()[0], output_dir="runs/protonet_omniglot",
                              train_ways=60, train_queries=5, meta_batch=1, iterations=5000,
                              iterations_per_epoch=500)
-    config = parser.parse_args(argv)
-    keras.utils.set_random_seed(config.seed)
+    config = parse_config(parser, argv)
     model = tfmeta.PrototypicalNetwork(tfmeta.models.conv4_embedding())
     return train_and_evaluate_omniglot(model, config, "Prototypical Networks")
 

@@ -43,6 +43,19 @@ def omniglot_parser(description, **defaults):
     return parser
 
 
+def parse_config(parser, argv=None):
+    """Parses the flags and applies the process-wide ones (threads, seed).
+
+    Call it before building a model: TensorFlow fixes its thread pools when
+    it first runs an op.
+    """
+    config = parser.parse_args(argv)
+    if config.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+    keras.utils.set_random_seed(config.seed)
+    return config
+
+
 def train_and_evaluate_omniglot(model, config, name):
     """Meta-trains `model` on the Vinyals training classes and tests it.
 
@@ -51,8 +64,6 @@ def train_and_evaluate_omniglot(model, config, name):
     of the test classes. Writes `model.keras` and `results.json` to
     `config.output_dir` and returns the results.
     """
-    if config.intra_op_threads:
-        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
     start = time.time()
     splits = {split: tfmeta.data.load_omniglot(f"vinyals-{split}", config.data_dir)
               for split in ("train", "val", "test")}
