@@ -70,6 +70,11 @@ def adapt_and_predict(model, params, non_trainable, episode, loss_fn, inner_lrs,
     return model.stateless_call(fast, non_trainable, episode["query_x"], training=training)
 
 
+def _check_steps(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative integer; received {name}={value!r}.")
+
+
 def _stock_batch_norms(model):
     """Names of the keras.layers.BatchNormalization layers in `model`, nested models included."""
     names = []
@@ -143,20 +148,19 @@ class MAML(EpisodicModel):
             )
         if isinstance(inner_lr, bool) or not isinstance(inner_lr, numbers.Real) or inner_lr < 0:
             raise ValueError(f"`inner_lr` must be a non-negative number; received inner_lr={inner_lr!r}.")
-        for name, value in (("inner_steps", inner_steps), ("eval_inner_steps", eval_inner_steps)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ValueError(f"`{name}` must be a non-negative integer; received {name}={value!r}.")
-        if not first_order and _stock_batch_norms(backbone):
+        _check_steps("inner_steps", inner_steps)
+        stock_batch_norms = _stock_batch_norms(backbone)
+        if not first_order and stock_batch_norms:
             raise ValueError(
                 "keras.layers.BatchNormalization computes its variance with a stopped gradient, "
                 "which makes second-order MAML's meta-gradient wrong. Replace layers "
-                f"{_stock_batch_norms(backbone)} with tfmeta.layers.MetaBatchNormalization, or "
+                f"{stock_batch_norms} with tfmeta.layers.MetaBatchNormalization, or "
                 "pass first_order=True."
             )
         self.backbone = backbone
         self.inner_lr = float(inner_lr)
         self.inner_steps = inner_steps
-        self._eval_inner_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
+        self.eval_inner_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
         self.first_order = bool(first_order)
         self.learn_inner_lr = bool(learn_inner_lr)
         self.task_loss = keras.losses.get(loss) if loss is not None else \
@@ -174,8 +178,7 @@ class MAML(EpisodicModel):
 
     @eval_inner_steps.setter
     def eval_inner_steps(self, steps):
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"`eval_inner_steps` must be a non-negative integer; received {steps!r}.")
+        _check_steps("eval_inner_steps", steps)
         self._eval_inner_steps = steps
         # The number of steps is baked into the compiled functions.
         self.test_function = None

@@ -8,7 +8,7 @@ import tensorflow as tf
 from tfmeta.data.labelled import LabelledData
 
 
-def _check_positive_int(name, value, allow_none=False):
+def check_positive_int(name, value, allow_none=False):
     if value is None and allow_none:
         return
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
@@ -19,7 +19,7 @@ def check_episode_shape(data, ways, shots, queries):
     """Raises a `ValueError` unless `data` can supply `ways`-way episodes of
     `shots` support and `queries` query examples per class."""
     for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
-        _check_positive_int(name, value)
+        check_positive_int(name, value)
     if ways > data.num_classes:
         raise ValueError(
             f"ways={ways} exceeds the {data.num_classes} classes in the data; "
@@ -98,7 +98,7 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
             "Wrap arrays with LabelledData(images, labels)."
         )
     check_episode_shape(data, ways, shots, queries)
-    _check_positive_int("num_episodes", num_episodes, allow_none=True)
+    check_stream_arguments(seed, "num_episodes", num_episodes, meta_batch_size)
 
     images = tf.constant(data.images)
     class_start = tf.constant(data.class_start, tf.int32)
@@ -119,16 +119,21 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
     return seeded_stream(make_episode, seed, num_episodes, meta_batch_size)
 
 
+def check_stream_arguments(seed, length_name, length, meta_batch_size):
+    """Raises a `ValueError` unless a task stream's seed, length and meta-batch size are valid."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"`seed` must be an integer; received seed={seed!r}.")
+    check_positive_int(length_name, length, allow_none=True)
+    check_positive_int("meta_batch_size", meta_batch_size, allow_none=True)
+
+
 def seeded_stream(make_task, seed, num_tasks=None, meta_batch_size=None):
     """A `tf.data` stream whose task `i` is `make_task(stateless seed of (seed, i))`.
 
     The map runs in parallel and deterministically; `meta_batch_size` batches
-    tasks with a static leading axis, dropping a last partial batch.
+    tasks with a static leading axis, dropping a last partial batch. Callers
+    validate the arguments first (`check_stream_arguments`).
     """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"`seed` must be an integer; received seed={seed!r}.")
-    _check_positive_int("num_tasks", num_tasks, allow_none=True)
-    _check_positive_int("meta_batch_size", meta_batch_size, allow_none=True)
     indices = tf.data.Dataset.range(num_tasks) if num_tasks else tf.data.Dataset.counter()
     stream = indices.map(
         lambda index: make_task(tf.stack([tf.constant(seed, tf.int64), index])),
@@ -149,5 +154,5 @@ def evaluation_episodes(data, ways, shots, queries, num_episodes, seed=0, meta_b
     the episodes are recomputed from their seeds, which costs less than
     holding thousands of them in memory. Draw them from held-out classes.
     """
-    _check_positive_int("num_episodes", num_episodes)
+    check_positive_int("num_episodes", num_episodes)
     return episodes(data, ways, shots, queries, seed, num_episodes, meta_batch_size)

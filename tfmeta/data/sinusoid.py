@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tfmeta.data.episodes import seeded_stream
+from tfmeta.data.episodes import check_positive_int, check_stream_arguments, seeded_stream
 
 
 def _check_range(name, value):
@@ -39,9 +39,9 @@ def sinusoid_tasks(shots, queries, seed, num_tasks=None, meta_batch_size=None,
     Example:
         >>> tasks = sinusoid_tasks(shots=10, queries=10, seed=0, meta_batch_size=25)
     """
-    for name, value in (("shots", shots), ("queries", queries)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
+    check_positive_int("shots", shots)
+    check_positive_int("queries", queries)
+    check_stream_arguments(seed, "num_tasks", num_tasks, meta_batch_size)
     amplitude_range = _check_range("amplitude_range", amplitude_range)
     phase_range = _check_range("phase_range", phase_range)
     x_range = _check_range("x_range", x_range)
