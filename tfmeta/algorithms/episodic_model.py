@@ -34,8 +34,10 @@ class EpisodicModel(keras.Model):
     def check_labels_in_graph(self, episodes):
         """Adds assertions on data-dependent label properties to the graph.
 
-        Called by `call` (and any step that bypasses it).
+        Called by `call` (and any step that bypasses it). Returns the
+        assertion ops (in a graph), for callers that gate work on them.
         """
+        return []
 
     def compile(self, optimizer="adam", metrics="auto", **kwargs):
         """Configures meta-training: the outer optimizer and metrics.
@@ -99,11 +101,13 @@ class EpisodicModel(keras.Model):
 
 
 def assert_labels_below(episodes, keys, ways, what):
-    """Graph assertions: labels under `keys` lie in `[0, ways)`."""
+    """Graph assertions: labels under `keys` lie in `[0, ways)`. Returns the assertion ops."""
+    checks = []
     for key in keys:
         if key not in episodes:
             continue
         labels = episodes[key]
-        tf.debugging.assert_non_negative(labels, message=f"{key} holds a negative label")
-        tf.debugging.assert_less(labels, tf.cast(ways, labels.dtype),
-                                 message=f"{key} holds a label outside [0, {what})")
+        checks.append(tf.debugging.assert_non_negative(labels, message=f"{key} holds a negative label"))
+        checks.append(tf.debugging.assert_less(labels, tf.cast(ways, labels.dtype),
+                                               message=f"{key} holds a label outside [0, {what})"))
+    return checks

@@ -227,9 +227,10 @@ class MAML(EpisodicModel):
     def check_labels_in_graph(self, episodes):
         # Data-dependent, so checked in the graph: a label outside the
         # backbone's outputs would silently train on garbage.
-        if self.is_classifier:
-            assert_labels_below(episodes, ("support_y", "query_y"), self.ways,
-                                f"ways={self.ways}) (the backbone's output width")
+        if not self.is_classifier:
+            return []
+        return assert_labels_below(episodes, ("support_y", "query_y"), self.ways,
+                                   f"ways={self.ways}) (the backbone's output width")
 
     def _over_tasks(self, episodes, task_fn, initial, combine):
         """Runs `task_fn` on each task in a graph loop.
@@ -291,29 +292,30 @@ class MAML(EpisodicModel):
             variable.assign(value)
         return self.update_metrics(loss, episodes["query_y"], predictions)
 
-    def _adapted_predictions(self, episodes, training):
-        """Query predictions `[tasks, queries, ...]` after `eval_inner_steps` steps."""
-
-        def task_fn(task):
-            predictions, _ = self._adapt_and_predict(task, self.eval_inner_steps, training)
-            return predictions, []
-
-        predictions, _ = self._over_tasks(episodes, task_fn, [], [])
-        return predictions
-
-    def call(self, episodes, training=False):
+    def call(self, episodes, training=False, inner_steps=None):
         """Adapts to each task's support set and predicts its queries.
 
         Args:
             episodes: a dict with `support_x`, `support_y`, `query_x`, each
                 with a leading task axis.
+            training: passed to the backbone's layers.
+            inner_steps: inner steps; default `eval_inner_steps`.
 
         Returns:
             Query predictions `[tasks, queries, outputs]` (logits for
-            classifiers), after `eval_inner_steps` inner steps.
+            classifiers).
         """
+        if inner_steps is None:
+            inner_steps = self.eval_inner_steps
+        _check_steps("inner_steps", inner_steps)
         self.check_labels_in_graph(episodes)
-        return self._adapted_predictions(episodes, training)
+
+        def task_fn(task):
+            predictions, _ = self._adapt_and_predict(task, inner_steps, training)
+            return predictions, []
+
+        predictions, _ = self._over_tasks(episodes, task_fn, [], [])
+        return predictions
 
     def get_config(self):
         return {

@@ -36,6 +36,7 @@ class MetricLearner(EpisodicModel):
             )
         self.embedding = embedding
         self.task_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.built = True  # its weights are the embedding's (and any a subclass adds now)
 
     @property
     def example_shape(self):
@@ -65,12 +66,17 @@ class MetricLearner(EpisodicModel):
     def check_labels_in_graph(self, episodes):
         support_y = tf.cast(episodes["support_y"], tf.int32)
         ways = tf.reduce_max(support_y) + 1
-        assert_labels_below(episodes, ("support_y", "query_y"), ways, "ways) (ways = max(support_y) + 1")
-        present = tf.reduce_any(tf.one_hot(support_y, ways) > 0, axis=1)
-        tf.debugging.assert_equal(
-            tf.reduce_all(present), True,
-            message="support_y must hold every label 0..ways-1 in every task; a class has no support example",
-        )
+        checks = assert_labels_below(episodes, ("support_y", "query_y"), ways,
+                                     "ways) (ways = max(support_y) + 1")
+        # Only once the labels are known to be in range is `ways` a valid one-hot depth.
+        with tf.control_dependencies(checks):
+            present = tf.reduce_any(tf.one_hot(support_y, ways) > 0, axis=1)
+            checks.append(tf.debugging.assert_equal(
+                tf.reduce_all(present), True,
+                message="support_y must hold every label 0..ways-1 in every task; a class has no "
+                        "support example",
+            ))
+        return checks
 
     def embed(self, x, training=False):
         """Embeddings of examples `[batch, ...]` -> `[batch, features]`."""

@@ -1,0 +1,248 @@
+"""Export to a SavedModel that TF Serving serves, with adaptation and prediction inside the graph.
+
+The served graph takes a task (support set and query set) and returns
+predictions: for MAML the inner-loop adaptation runs in it; for metric models
+the embedding and the attention or prototypes do. Nobody serving the model
+needs Python, tfmeta or Keras.
+
+The serving contract of a classifier, signature `serving_default`, one task:
+
+- inputs: `support_x` float32 `[S, *example_shape]`, `support_y` int32 `[S]`,
+  `query_x` float32 `[Q, *example_shape]`;
+- outputs: `probabilities` float32 `[Q, N]`, `classes` int64 `[Q]`.
+
+N is fixed by the head for MAML (support labels in `[0, N)`) and is
+`max(support_y) + 1` for metric models (labels exactly `0..N-1`, each
+present). `serving_tasks` takes and returns the same with a leading task axis
+`[T, ...]`. Metric models also export `embed` (`x` -> `embeddings`). A MAML
+regressor (e.g. sinusoid) takes float32 targets `support_y [S, *outputs]` and
+returns `predictions` instead.
+
+Every request is checked inside the graph before anything is computed: ranks,
+example shape, empty sets, non-finite inputs, inputs outside the model's
+declared range, and labels. A bad request fails with an
+`InvalidArgumentError` whose message names the problem.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+import tfmeta
+from tfmeta.algorithms.maml import MAML, _check_steps
+from tfmeta.algorithms.metric_learner import MetricLearner
+
+MODEL_CARD = "model.json"
+
+
+def _assert(condition, message, *values):
+    return tf.debugging.Assert(condition, [message, *values], summarize=16)
+
+
+def _checked_examples(key, x, leading, example_shape, input_range):
+    """`x` with `leading` leading (batch) axes, after assertions on its shape and values."""
+    # EnsureShape runs on what the client actually sent, whatever the
+    # signature declares: TF Serving feeds tensors of any shape to the graph.
+    x = tf.ensure_shape(x, [None] * leading + list(example_shape), name=f"{key}_shape")
+    shape = tf.shape(x)
+    checks = [
+        _assert(tf.reduce_all(shape[:leading] > 0),
+                f"{key} is empty: every request needs at least one example; received shape", shape),
+        _assert(tf.reduce_all(tf.math.is_finite(x)), f"{key} holds NaN or infinite values"),
+    ]
+    if input_range is not None:
+        low, high = input_range
+        checks.append(_assert(tf.reduce_all(tf.logical_and(x >= low, x <= high)),
+                              f"{key} values must lie in [{low}, {high}]; received values in",
+                              tf.reduce_min(x), tf.reduce_max(x)))
+    with tf.control_dependencies(checks):
+        return tf.identity(x)
+
+
+def _checked_labels(support_y, support_x, leading, label_shape, integer_labels):
+    """`support_y` after assertions that it holds one label per support example."""
+    support_y = tf.ensure_shape(support_y, [None] * leading + list(label_shape), name="support_y_shape")
+    labels_shape, examples_shape = tf.shape(support_y), tf.shape(support_x)
+    checks = [_assert(tf.reduce_all(tf.equal(labels_shape[:leading], examples_shape[:leading])),
+                      "support_y must hold one label per support_x example; received shapes",
+                      labels_shape, examples_shape)]
+    if not integer_labels:
+        checks.append(_assert(tf.reduce_all(tf.math.is_finite(support_y)),
+                              "support_y holds NaN or infinite values"))
+    with tf.control_dependencies(checks):
+        return tf.identity(support_y)
+
+
+def _checked_episodes(model, request, batched, input_range):
+    """The request as model episodes `[T, ...]`, computed only after every check passed."""
+    leading = 2 if batched else 1
+    support_x = _checked_examples("support_x", request["support_x"], leading, model.example_shape,
+                                  input_range)
+    query_x = _checked_examples("query_x", request["query_x"], leading, model.example_shape, input_range)
+    support_y = _checked_labels(request["support_y"], support_x, leading, _label_shape(model),
+                                model.is_classifier)
+    episodes = {"support_x": support_x, "support_y": support_y, "query_x": query_x}
+    if batched:
+        tasks = tf.shape(support_x)[0], tf.shape(query_x)[0]
+        same_tasks = _assert(tf.equal(*tasks), "support_x and query_x must hold the same number of "
+                                               "tasks; received", *tasks)
+        with tf.control_dependencies([same_tasks]):
+            episodes = {key: tf.identity(value) for key, value in episodes.items()}
+    else:
+        episodes = {key: value[tf.newaxis] for key, value in episodes.items()}
+    # The model's own label rules: [0, N) for MAML, 0..N-1 each present for metric models.
+    with tf.control_dependencies(model.check_labels_in_graph(episodes)):
+        return {key: tf.identity(value) for key, value in episodes.items()}
+
+
+def _label_shape(model):
+    return () if model.is_classifier else tuple(model.backbone.output_shape[1:])
+
+
+def _outputs(model, episodes, call_kwargs, batched):
+    scores = tf.cast(model(episodes, training=False, **call_kwargs), tf.float32)
+    if not batched:
+        scores = scores[0]
+    if not model.is_classifier:
+        return {"predictions": scores}
+    # Matching Networks give log-probabilities, the others logits: softmax serves both.
+    probabilities = tf.nn.softmax(scores, axis=-1)
+    return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=-1)}
+
+
+def _input_signature(model, batched):
+    leading = [None, None] if batched else [None]
+    example = tf.TensorSpec([*leading, *model.example_shape], tf.float32)
+    labels = tf.TensorSpec([*leading, *_label_shape(model)],
+                           tf.int32 if model.is_classifier else tf.float32)
+    return [example, labels, example]
+
+
+def _check_arguments(model, version, inner_steps, input_range):
+    if not isinstance(model, (MAML, MetricLearner)):
+        raise ValueError(
+            "Only tfmeta models export for serving (MAML, MatchingNetwork, PrototypicalNetwork); "
+            f"received {type(model).__name__}."
+        )
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"`version` must be a positive integer (TF Serving's version directory); "
+                         f"received version={version!r}.")
+    if inner_steps is not None:
+        if not isinstance(model, MAML):
+            raise ValueError(f"`inner_steps` applies to MAML models only; received inner_steps="
+                             f"{inner_steps!r} for a {type(model).__name__}.")
+        _check_steps("inner_steps", inner_steps)
+    if input_range is not None:
+        if len(input_range) != 2 or not float(input_range[0]) < float(input_range[1]):
+            raise ValueError(f"`input_range` must be (low, high) with low < high; received "
+                             f"input_range={input_range!r}.")
+
+
+def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_range=None,
+                       metadata=None, overwrite=False):
+    """Exports a trained model as a SavedModel in TF Serving's layout.
+
+    Writes `base_dir/<version>/` (the SavedModel) and `base_dir/model.json`
+    (what the model is: algorithm, ways, input shape and range, signatures,
+    plus `metadata` such as shots, training command and measured accuracy).
+    The version directory appears in one rename once complete, so a TF
+    Serving instance watching `base_dir` never loads half a model.
+
+    Args:
+        model: a `tfmeta.MAML`, `MatchingNetwork` or `PrototypicalNetwork`.
+        base_dir: the model's directory, TF Serving's `--model_base_path`.
+        version: the version number (a positive integer).
+        inner_steps: MAML only: inner steps baked into the served graph
+            (default: the model's `eval_inner_steps`).
+        input_range: `(low, high)`: requests with inputs outside it are
+            refused (Omniglot models: `(0.0, 1.0)`). Default: no range check.
+        metadata: a dict merged into `model.json`.
+        overwrite: replace an existing version directory.
+
+    Returns:
+        The version directory, a `pathlib.Path`.
+
+    Example:
+        >>> export_saved_model(maml, "savedmodels/maml-omniglot-5w1s", input_range=(0.0, 1.0),
+        ...                    metadata={"shots": 1, "accuracy": 0.967})
+    """
+    _check_arguments(model, version, inner_steps, input_range)
+    base_dir = pathlib.Path(base_dir)
+    target = base_dir / str(version)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it, "
+                              "or export a new version.")
+    call_kwargs = {"inner_steps": inner_steps} if inner_steps is not None else {}
+    if input_range is not None:
+        input_range = (float(input_range[0]), float(input_range[1]))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, batched in (("serving_default", False), ("serving_tasks", True)):
+        def serve(support_x, support_y, query_x, batched=batched):
+            request = {"support_x": support_x, "support_y": support_y, "query_x": query_x}
+            episodes = _checked_episodes(model, request, batched, input_range)
+            return _outputs(model, episodes, call_kwargs, batched)
+
+        archive.add_endpoint(name, serve, input_signature=_input_signature(model, batched))
+    if isinstance(model, MetricLearner):
+        def embed(x):
+            x = _checked_examples("x", x, 1, model.example_shape, input_range)
+            return {"embeddings": tf.cast(model.embed(x, training=False), tf.float32)}
+
+        archive.add_endpoint("embed", embed,
+                             input_signature=[tf.TensorSpec([None, *model.example_shape], tf.float32)])
+
+    base_dir.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{version}-", dir=base_dir))
+    try:
+        archive.write_out(str(staging / "model"), verbose=False)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging / "model", target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    card = model_card(model, version, inner_steps, input_range, metadata)
+    (base_dir / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n")
+    return target
+
+
+def model_card(model, version, inner_steps=None, input_range=None, metadata=None):
+    """The `model.json` record of an exported model."""
+    classifier = model.is_classifier
+    card = {
+        "algorithm": type(model).__name__,
+        "version": version,
+        "task": "classification" if classifier else "regression",
+        "ways": model.ways if isinstance(model, MAML) and classifier else None,
+        "ways_rule": (
+            "fixed by the head: support labels in [0, ways)" if isinstance(model, MAML)
+            else "max(support_y) + 1: labels exactly 0..ways-1, each present"
+        ) if classifier else None,
+        "input_shape": list(model.example_shape),
+        "input_dtype": "float32",
+        "input_range": list(input_range) if input_range is not None else None,
+        "signatures": {
+            "serving_default": "support_x [S, *input_shape], support_y [S], query_x [Q, *input_shape] -> "
+                               + ("probabilities [Q, N], classes [Q]" if classifier else "predictions"),
+            "serving_tasks": "the same with a leading task axis T",
+        },
+        "tfmeta_version": tfmeta.__version__,
+        "tensorflow_version": tf.__version__,
+    }
+    if isinstance(model, MAML):
+        card["maml"] = {
+            "inner_steps": model.eval_inner_steps if inner_steps is None else inner_steps,
+            "inner_lr": model.inner_lr,
+            "learned_inner_lr": model.learn_inner_lr,
+            "first_order_training": model.first_order,
+        }
+    else:
+        card["signatures"]["embed"] = "x [B, *input_shape] -> embeddings [B, features]"
+    card.update(metadata or {})
+    return card
