@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+import tfmeta
 from conftest import REPO
 
 
@@ -22,3 +23,14 @@ def test_throughput_benchmarks_report_their_figures(script, flags, pattern):
         capture_output=True, text=True, timeout=300, check=True,
     )
     assert re.fullmatch(pattern, completed.stdout.strip().splitlines()[-1])
+
+
+def test_serving_latency_benchmark_reports_percentiles(tmp_path):
+    exported = tfmeta.serving.export_saved_model(
+        tfmeta.PrototypicalNetwork(tfmeta.models.conv4_embedding(filters=8)), tmp_path / "protonet")
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "serving_latency.py"), str(exported), "--requests", "5",
+         "--warmup", "1"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    assert re.fullmatch(r"p50_ms=[\d.]+ p99_ms=[\d.]+", completed.stdout.strip().splitlines()[-1])

@@ -247,6 +247,9 @@ def test_keras_saving_round_trip(tmp_path):
     restored = keras.models.load_model(tmp_path / "maml.keras")
     assert isinstance(restored, MAML)
     assert (restored.inner_steps, restored.eval_inner_steps, restored.learn_inner_lr) == (2, 3, True)
+    # Restored compiled, with the optimizer's state: training resumes where it stopped.
+    assert restored.optimizer.iterations.numpy() == 1
+    np.testing.assert_array_equal(restored.optimizer.variables[-1].numpy(), maml.optimizer.variables[-1].numpy())
     np.testing.assert_allclose(restored.predict(episodes, verbose=0), maml.predict(episodes, verbose=0),
                                rtol=1e-6, atol=1e-6)
 

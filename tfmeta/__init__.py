@@ -11,7 +11,7 @@ except ImportError as error:  # TensorFlow is an extra so a GPU build is never c
         "(CPU only) or pip install 'tfmeta[gpu]' (NVIDIA GPUs, with CUDA libraries)."
     ) from error
 
-from tfmeta import algorithms, data, layers, models  # noqa: E402
+from tfmeta import algorithms, data, layers, models, serving  # noqa: E402
 from tfmeta.algorithms import MAML, MatchingNetwork, PrototypicalNetwork  # noqa: E402
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "data",
     "layers",
     "models",
+    "serving",
 ]

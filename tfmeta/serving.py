@@ -34,8 +34,8 @@ import keras
 import tensorflow as tf
 
 import tfmeta
-from tfmeta.algorithms.maml import MAML, _check_steps
-from tfmeta.algorithms.metric_learner import MetricLearner
+from tfmeta.algorithms import MAML, MetricLearner
+from tfmeta.algorithms.maml import _check_steps
 
 MODEL_CARD = "model.json"
 

@@ -56,6 +56,14 @@ class EpisodicModel(keras.Model):
             metrics = ["accuracy"] if self.is_classifier else []
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
+    def compile_from_config(self, config):
+        # Keras skips this (with a warning) for models that override
+        # `compile`; ours takes the same arguments, so a loaded model comes
+        # back compiled, optimizer state included.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def episodes_of(self, data, need_query_y=True):
         """The episode dict of a step's data."""
         return episode_checks.unpack(data, need_query_y)

@@ -1,0 +1,276 @@
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfmeta
+from tfmeta import cli
+from tfmeta.serving import export_saved_model
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+EXAMPLE_SHAPE = (28, 28, 1)
+
+
+def omniglot_like_episodes(tasks=2, ways=5, shots=1, queries=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "support_x": rng.uniform(size=[tasks, ways * shots, *EXAMPLE_SHAPE]).astype(np.float32),
+        "support_y": np.tile(np.repeat(np.arange(ways), shots), [tasks, 1]).astype(np.int32),
+        "query_x": rng.uniform(size=[tasks, ways * queries, *EXAMPLE_SHAPE]).astype(np.float32),
+        "query_y": np.tile(np.repeat(np.arange(ways), queries), [tasks, 1]).astype(np.int32),
+    }
+
+
+def small_embedding():
+    return tfmeta.models.conv4_embedding(EXAMPLE_SHAPE, filters=8)
+
+
+MODELS = {
+    "maml-second-order-meta-sgd": lambda: tfmeta.MAML(tfmeta.models.omniglot_cnn(5, filters=8), inner_lr=0.4,
+                                                      inner_steps=2, learn_inner_lr=True),
+    "maml-first-order": lambda: tfmeta.MAML(tfmeta.models.omniglot_cnn(5, filters=8, pooling="max"),
+                                            inner_steps=1, eval_inner_steps=3, first_order=True),
+    "matching": lambda: tfmeta.MatchingNetwork(small_embedding(), temperature=5.0, learn_temperature=True),
+    "matching-fce": lambda: tfmeta.MatchingNetwork(small_embedding(), fce=True, fce_steps=2),
+    "protonet": lambda: tfmeta.PrototypicalNetwork(small_embedding()),
+}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Each model after one meta-training step, exported; with the in-process predictions."""
+    root = tmp_path_factory.mktemp("savedmodels")
+    episodes = omniglot_like_episodes()
+    models = {}
+    for name, build in MODELS.items():
+        keras.utils.set_random_seed(0)
+        model = build()
+        model.compile(optimizer=keras.optimizers.Adam(0.01))
+        model.fit(tf.data.Dataset.from_tensors(episodes), verbose=0)
+        path = export_saved_model(model, root / name, input_range=(0.0, 1.0), metadata={"shots": 1})
+        models[name] = (model, path)
+    return models, episodes
+
+
+def in_process_probabilities(model, episodes):
+    return tf.nn.softmax(model.predict(episodes, verbose=0), axis=-1).numpy()
+
+
+def single_task_request(episodes, task=0):
+    return {key: tf.constant(episodes[key][task]) for key in ("support_x", "support_y", "query_x")}
+
+
+CLIENT = """
+import sys
+sys.modules["keras"] = None  # importing them now raises ImportError
+sys.modules["tfmeta"] = None
+import numpy as np
+import tensorflow as tf
+for module in ("keras", "tfmeta"):
+    try:
+        __import__(module)
+        raise SystemExit(module + " is importable")
+    except ImportError:
+        pass
+request = dict(np.load(sys.argv[1]))
+outputs = {}
+for index, path in enumerate(sys.argv[3:]):
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    result = serve(**{key: tf.constant(value) for key, value in request.items()})
+    outputs[f"probabilities_{index}"] = result["probabilities"].numpy()
+    outputs[f"classes_{index}"] = result["classes"].numpy()
+np.savez(sys.argv[2], **outputs)
+"""
+
+
+def test_served_predictions_equal_in_process_ones_in_a_process_without_tfmeta_or_keras(exported, tmp_path):
+    models, episodes = exported
+    request = single_task_request(episodes)
+    np.savez(tmp_path / "request.npz", **{key: value.numpy() for key, value in request.items()})
+    paths = [str(path) for _, path in models.values()]
+    subprocess.run([sys.executable, "-c", CLIENT, tmp_path / "request.npz", tmp_path / "outputs.npz", *paths],
+                   check=True, cwd=tmp_path, timeout=300)
+    outputs = np.load(tmp_path / "outputs.npz")
+    for index, (name, (model, _)) in enumerate(models.items()):
+        expected = in_process_probabilities(model, episodes)[0]
+        served = outputs[f"probabilities_{index}"]
+        assert served.shape == (15, 5) and served.dtype == np.float32, name
+        np.testing.assert_allclose(served, expected, atol=1e-5, rtol=0, err_msg=name)
+        np.testing.assert_array_equal(outputs[f"classes_{index}"], expected.argmax(-1), err_msg=name)
+        assert outputs[f"classes_{index}"].dtype == np.int64
+
+
+def test_batched_signature_and_embed_match_the_model(exported):
+    models, episodes = exported
+    for name, (model, path) in models.items():
+        loaded = tf.saved_model.load(str(path))
+        request = {key: tf.constant(episodes[key]) for key in ("support_x", "support_y", "query_x")}
+        served = loaded.signatures["serving_tasks"](**request)["probabilities"].numpy()
+        np.testing.assert_allclose(served, in_process_probabilities(model, episodes), atol=1e-5, err_msg=name)
+        if isinstance(model, tfmeta.algorithms.MetricLearner):
+            x = tf.constant(episodes["query_x"][0])
+            np.testing.assert_allclose(loaded.signatures["embed"](x=x)["embeddings"].numpy(),
+                                       model.embed(x).numpy(), atol=1e-5, err_msg=name)
+        else:
+            assert "embed" not in loaded.signatures
+
+
+def test_maml_inner_steps_and_learned_rates_are_baked_in(exported, tmp_path):
+    models, episodes = exported
+    model, path = models["maml-second-order-meta-sgd"]
+    rates = np.concatenate([rate.numpy().ravel() for rate in model.inner_lrs])
+    assert np.ptp(rates) > 0, "a meta-training step should have moved the learned inner rates apart"
+    request = single_task_request(episodes)
+    served = tf.saved_model.load(str(path)).signatures["serving_default"](**request)["probabilities"]
+    one_step = export_saved_model(model, tmp_path / "one-step", inner_steps=1)
+    served_one_step = tf.saved_model.load(str(one_step)).signatures["serving_default"](**request)
+    expected_one_step = tf.nn.softmax(model({k: v[tf.newaxis] for k, v in request.items()}, inner_steps=1))[0]
+    np.testing.assert_allclose(served_one_step["probabilities"], expected_one_step, atol=1e-5)
+    assert np.abs(served.numpy() - served_one_step["probabilities"].numpy()).max() > 1e-4
+
+
+def test_saved_model_cli_lists_the_serving_contract(exported):
+    models, _ = exported
+    cli = shutil.which("saved_model_cli", path=str(pathlib.Path(sys.executable).parent)) or \
+        shutil.which("saved_model_cli")
+    command = [cli] if cli else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    for name, signatures in (("maml-first-order", ("serving_default", "serving_tasks")),
+                             ("protonet", ("serving_default", "serving_tasks", "embed"))):
+        shown = subprocess.run([*command, "show", "--dir", str(models[name][1]), "--all"], check=True,
+                               capture_output=True, text=True, timeout=120).stdout
+        blocks = dict(re.findall(r"signature_def\['(\w+)'\]:(.*?)(?=signature_def|\Z)", shown, re.S))
+        assert set(signatures) <= set(blocks), shown
+        default = blocks["serving_default"]
+        for key, dtype, shape in (("support_x", "DT_FLOAT", "(-1, 28, 28, 1)"), ("support_y", "DT_INT32", "(-1)"),
+                                  ("query_x", "DT_FLOAT", "(-1, 28, 28, 1)"), ("classes", "DT_INT64", "(-1)")):
+            assert re.search(rf"\['{key}'\] tensor_info:\s+dtype: {dtype}\s+shape: {re.escape(shape)}",
+                             default), (key, default)
+        ways = "5" if name.startswith("maml") else "-1"
+        assert re.search(rf"\['probabilities'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: \(-1, {ways}\)", default)
+
+
+BAD_REQUESTS = [
+    ("rank", lambda r: r.update(support_x=r["support_x"][..., 0]),
+     r"Shape of tensor support_x \[5,28,28\] is not compatible with expected shape \[\?,28,28,1\]"),
+    ("image size", lambda r: r.update(query_x=tf.zeros([3, 32, 32, 1])),
+     r"Shape of tensor query_x \[3,32,32,1\] is not compatible"),
+    # MAML's range is its head's [0, 5); a metric model's N = 10 leaves classes 4..8 without support.
+    ("support labels out of range", lambda r: r.update(support_y=tf.constant([0, 1, 2, 3, 9])),
+     r"support_y holds a label outside \[0, ways=5\)|a class has no support example"),
+    ("negative label", lambda r: r.update(support_y=tf.constant([0, 1, -2, 3, 4])),
+     r"support_y holds a negative label"),
+    ("one label per example", lambda r: r.update(support_y=tf.constant([0, 1, 2, 3])),
+     r"support_y must hold one label per support_x example"),
+    ("NaN pixels", lambda r: r.update(query_x=tf.fill([3, 28, 28, 1], float("nan"))),
+     r"query_x holds NaN or infinite values"),
+    ("infinite pixels", lambda r: r.update(support_x=tf.fill([5, 28, 28, 1], float("inf"))),
+     r"support_x holds NaN or infinite values"),
+    ("pixels outside [0, 1]", lambda r: r.update(support_x=r["support_x"] * 255.0),
+     r"support_x values must lie in \[0.0, 1.0\]"),
+    ("empty support", lambda r: r.update(support_x=tf.zeros([0, 28, 28, 1]), support_y=tf.zeros([0], tf.int32)),
+     r"support_x is empty"),
+    ("empty query", lambda r: r.update(query_x=tf.zeros([0, 28, 28, 1])), r"query_x is empty"),
+]
+
+
+@pytest.mark.parametrize("name", ["maml-second-order-meta-sgd", "protonet"])
+@pytest.mark.parametrize("case, change, message", BAD_REQUESTS, ids=[case for case, *_ in BAD_REQUESTS])
+def test_bad_requests_fail_inside_the_loaded_graph_with_a_named_problem(exported, name, case, change, message):
+    models, episodes = exported
+    serve = tf.saved_model.load(str(models[name][1])).signatures["serving_default"]
+    request = single_task_request(episodes)
+    change(request)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        serve(**request)
+
+
+def test_metric_models_refuse_a_class_without_support_examples(exported):
+    models, episodes = exported
+    request = single_task_request(episodes)
+    request["support_y"] = tf.constant([0, 1, 2, 2, 4])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="a class has no support example"):
+        tf.saved_model.load(str(models["protonet"][1])).signatures["serving_default"](**request)
+    # MAML's classes are its head's: a class may lack support examples.
+    served = tf.saved_model.load(str(models["maml-first-order"][1])).signatures["serving_default"](**request)
+    assert served["probabilities"].shape == (15, 5)
+
+
+def readme_rest_request_code():
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"<!-- rest-request-body -->\s*```python\n(.*?)```", readme, re.S)
+    assert match, "README.md lacks the REST request body example"
+    return match.group(1)
+
+
+def test_the_readme_rest_request_body_runs_through_the_signature(exported):
+    models, episodes = exported
+    model, path = models["maml-second-order-meta-sgd"]
+    namespace = {key: episodes[key][0] for key in ("support_x", "support_y", "query_x")}
+    exec(readme_rest_request_code(), namespace)
+    body = json.loads(namespace["body"])
+    assert set(body) == {"inputs"} and set(body["inputs"]) == {"support_x", "support_y", "query_x"}
+    # TF Serving converts each JSON input to the dtype its signature declares.
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    dtypes = {spec.name: spec.dtype for spec in serve.structured_input_signature[1].values()}
+    outputs = serve(**{key: tf.constant(value, dtypes[key]) for key, value in body["inputs"].items()})
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), in_process_probabilities(model, episodes)[0],
+                               atol=1e-5)
+
+
+def test_model_card_and_layout(exported):
+    models, _ = exported
+    _, path = models["maml-second-order-meta-sgd"]
+    assert path.name == "1" and (path / "saved_model.pb").is_file()
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []  # no staging leftovers
+    card = json.loads((path.parent / "model.json").read_text())
+    assert card["algorithm"] == "MAML" and card["ways"] == 5 and card["shots"] == 1
+    assert card["input_shape"] == [28, 28, 1] and card["input_range"] == [0.0, 1.0]
+    assert card["maml"]["inner_steps"] == 2 and card["maml"]["learned_inner_lr"] is True
+    assert json.loads((models["protonet"][1].parent / "model.json").read_text())["ways"] is None
+
+
+def test_export_refuses_bad_arguments(exported, tmp_path):
+    models, _ = exported
+    model, path = models["protonet"]
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_saved_model(model, path.parent)
+    with pytest.raises(ValueError, match="inner_steps.*MAML models only"):
+        export_saved_model(model, tmp_path, inner_steps=3)
+    with pytest.raises(ValueError, match="version.*received version=0"):
+        export_saved_model(model, tmp_path, version=0)
+    with pytest.raises(ValueError, match=r"input_range.*received input_range=\(1, 0\)"):
+        export_saved_model(model, tmp_path, input_range=(1, 0))
+    with pytest.raises(ValueError, match="Only tfmeta models.*Sequential"):
+        export_saved_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), tmp_path)
+
+
+def test_cli_exports_a_saved_keras_model_with_its_results(exported, tmp_path):
+    models, episodes = exported
+    model, _ = models["maml-first-order"]
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    results = {"algorithm": "MAML", "dataset": "omniglot", "split": "vinyals", "ways": 5, "shots": 1,
+               "accuracy": 0.9, "ci95": 0.01, "test_episodes": 1000, "config": {"meta_batch": 32},
+               "command": "python examples/maml_omniglot.py --iterations 1"}
+    (run / "results.json").write_text(json.dumps(results))
+    output = tmp_path / "savedmodels" / "maml"
+    assert cli.main(["export", str(run / "model.keras"), str(output), "--inner-steps", "2"]) == 0
+    card = json.loads((output / "model.json").read_text())
+    assert card["training_command"] == results["command"] and card["accuracy"] == 0.9
+    assert card["meta_batch"] == 32 and card["maml"]["inner_steps"] == 2
+    assert card["pixels"].startswith("float32 in [0, 1]") and card["input_range"] == [0.0, 1.0]
+    serve = tf.saved_model.load(str(output / "1")).signatures["serving_default"]
+    expected = tf.nn.softmax(model({k: tf.constant(v[:1]) for k, v in episodes.items()}, inner_steps=2))[0]
+    np.testing.assert_allclose(serve(**single_task_request(episodes))["probabilities"], expected, atol=1e-5)
+    with pytest.raises(SystemExit, match="no model file at"):
+        cli.main(["export", str(tmp_path / "missing.keras"), str(output)])
+    with pytest.raises(SystemExit, match="exists; pass overwrite"):
+        cli.main(["export", str(run / "model.keras"), str(output)])

@@ -1,0 +1,87 @@
+"""The `tfmeta` command line (also `python -m tfmeta`)."""
+
+import argparse
+import json
+import pathlib
+
+# Pixel conventions of the datasets tfmeta trains on, by results.json "dataset".
+DATASET_INPUTS = {
+    "omniglot": {"input_range": (0.0, 1.0), "pixels": "float32 in [0, 1]: ink 1.0, background 0.0"},
+}
+
+# What model.json takes over from a training run's results.json.
+RESULTS_KEYS = ("dataset", "split", "ways", "shots", "accuracy", "ci95", "test_episodes", "iterations",
+                "episodes_seen", "train_seconds")
+
+
+def _export_metadata(results):
+    metadata = {key: results[key] for key in RESULTS_KEYS if key in results}
+    if "config" in results:
+        metadata["meta_batch"] = results["config"].get("meta_batch")
+    if "command" in results:
+        metadata["training_command"] = results["command"]
+    metadata.update({key: value for key, value in DATASET_INPUTS.get(results.get("dataset"), {}).items()
+                     if key == "pixels"})
+    return metadata
+
+
+def export(args):
+    """`tfmeta export`: a trained `.keras` model -> SavedModel for TF Serving."""
+    model_path = pathlib.Path(args.model)
+    if not model_path.is_file():
+        raise SystemExit(f"tfmeta export: no model file at {model_path}")
+    results_path = pathlib.Path(args.results) if args.results else model_path.with_name("results.json")
+    if args.results and not results_path.is_file():
+        raise SystemExit(f"tfmeta export: no results file at {results_path}")
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    input_range = args.input_range
+    if input_range is None:
+        input_range = DATASET_INPUTS.get(results.get("dataset"), {}).get("input_range")
+
+    import keras
+
+    import tfmeta.serving  # registers tfmeta's classes for loading
+
+    model = keras.models.load_model(model_path)
+    try:
+        version_dir = tfmeta.serving.export_saved_model(
+            model, args.output, args.version, inner_steps=args.inner_steps, input_range=input_range,
+            metadata=_export_metadata(results), overwrite=args.overwrite)
+    except (ValueError, FileExistsError) as error:
+        raise SystemExit(f"tfmeta export: {error}") from error
+    print(f"exported {type(model).__name__} to {version_dir} (model card: "
+          f"{version_dir.parent / tfmeta.serving.MODEL_CARD})")
+    print(f"serve it with: tensorflow_model_server --rest_api_port=8501 "
+          f"--model_name={version_dir.parent.name} --model_base_path={version_dir.parent.resolve()}")
+    return version_dir
+
+
+def parser():
+    main = argparse.ArgumentParser(prog="tfmeta", description="Meta-learning for TensorFlow and Keras.")
+    commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    export_parser = commands.add_parser(
+        "export", help="export a trained model as a SavedModel for TF Serving",
+        description="Writes OUTPUT/<version>/ (a SavedModel whose serving_default signature adapts to "
+                    "a support set and predicts the queries) and OUTPUT/model.json.")
+    export_parser.add_argument("model", help="a trained model saved as .keras (e.g. runs/.../model.keras)")
+    export_parser.add_argument("output", help="the model's base directory, e.g. savedmodels/maml-omniglot-5w1s "
+                                              "(TF Serving's --model_base_path)")
+    export_parser.add_argument("--version", type=int, default=1, help="version number (default: 1)")
+    export_parser.add_argument("--results", help="the training run's results.json, recorded in model.json "
+                                                 "(default: results.json next to the model, if any)")
+    export_parser.add_argument("--inner-steps", type=int,
+                               help="MAML: inner steps in the served graph (default: the model's "
+                                    "eval_inner_steps)")
+    export_parser.add_argument("--input-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                               help="refuse requests with inputs outside [LOW, HIGH] (default: the "
+                                    "dataset's, [0, 1] for Omniglot; none if unknown)")
+    export_parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    export_parser.set_defaults(run=export)
+    return main
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    args.run(args)
+    return 0
