@@ -274,3 +274,19 @@ def test_cli_exports_a_saved_keras_model_with_its_results(exported, tmp_path):
         cli.main(["export", str(tmp_path / "missing.keras"), str(output)])
     with pytest.raises(SystemExit, match="exists; pass overwrite"):
         cli.main(["export", str(run / "model.keras"), str(output)])
+
+
+def test_maml_regressor_serves_predictions_and_refuses_non_finite_targets(tmp_path):
+    maml = tfmeta.MAML(tfmeta.models.sinusoid_mlp(), inner_lr=0.01, inner_steps=1, eval_inner_steps=5,
+                       loss=keras.losses.MeanSquaredError())
+    tasks = next(iter(tfmeta.data.sinusoid_tasks(shots=10, queries=7, seed=0, meta_batch_size=1)))
+    tasks = {key: tasks[key] for key in ("support_x", "support_y", "query_x")}
+    path = export_saved_model(maml, tmp_path / "sinusoid", input_range=(-5.0, 5.0))
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    request = {key: value[0] for key, value in tasks.items()}
+    assert serve.structured_input_signature[1]["support_y"].shape.as_list() == [None, 1]
+    np.testing.assert_allclose(serve(**request)["predictions"], maml.predict(tasks, verbose=0)[0], atol=1e-5)
+    request["support_y"] = tf.tensor_scatter_nd_update(request["support_y"], [[0, 0]], [float("nan")])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="support_y holds NaN or infinite values"):
+        serve(**request)
+    assert json.loads((path.parent / "model.json").read_text())["task"] == "regression"

@@ -95,9 +95,9 @@ def _checked_episodes(model, request, batched, input_range):
             episodes = {key: tf.identity(value) for key, value in episodes.items()}
     else:
         episodes = {key: value[tf.newaxis] for key, value in episodes.items()}
-    # The model's own label rules: [0, N) for MAML, 0..N-1 each present for metric models.
-    with tf.control_dependencies(model.check_labels_in_graph(episodes)):
-        return {key: tf.identity(value) for key, value in episodes.items()}
+    # The model's call checks its own label rules next: [0, N) for MAML,
+    # 0..N-1 each present for metric models.
+    return episodes
 
 
 def _label_shape(model):

@@ -34,10 +34,19 @@ class EpisodicModel(keras.Model):
     def check_labels_in_graph(self, episodes):
         """Adds assertions on data-dependent label properties to the graph.
 
-        Called by `call` (and any step that bypasses it). Returns the
-        assertion ops (in a graph), for callers that gate work on them.
+        Returns the assertion ops (in a graph); `call` and any step that
+        bypasses it gate their work on them through `checked_episodes`.
         """
         return []
+
+    def checked_episodes(self, episodes):
+        """`episodes`, computed only after `check_labels_in_graph`'s assertions ran.
+
+        Without the dependency, a kernel that validates labels itself (a
+        cross-entropy) may fail first, with a less helpful message.
+        """
+        with tf.control_dependencies(self.check_labels_in_graph(episodes)):
+            return {key: tf.identity(value) for key, value in episodes.items()}
 
     def compile(self, optimizer="adam", metrics="auto", **kwargs):
         """Configures meta-training: the outer optimizer and metrics.

@@ -256,8 +256,7 @@ class MAML(EpisodicModel):
         return predictions.stack(), totals
 
     def train_step(self, data):
-        episodes = self.episodes_of(data)
-        self.check_labels_in_graph(episodes)
+        episodes = self.checked_episodes(self.episodes_of(data))
         variables = self.trainable_variables
         non_trainable = self.backbone.non_trainable_variables
 
@@ -308,7 +307,7 @@ class MAML(EpisodicModel):
         if inner_steps is None:
             inner_steps = self.eval_inner_steps
         _check_steps("inner_steps", inner_steps)
-        self.check_labels_in_graph(episodes)
+        episodes = self.checked_episodes(episodes)
 
         def task_fn(task):
             predictions, _ = self._adapt_and_predict(task, inner_steps, training)

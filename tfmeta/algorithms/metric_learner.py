@@ -84,7 +84,7 @@ class MetricLearner(EpisodicModel):
 
     def call(self, episodes, training=False):
         """Query scores `[tasks, queries, ways]` (logits or log-probabilities)."""
-        self.check_labels_in_graph(episodes)
+        episodes = self.checked_episodes(episodes)
         support_x, query_x = episodes["support_x"], episodes["query_x"]
         tasks, support_size = tf.shape(support_x)[0], tf.shape(support_x)[1]
         embedded = self.embed(tf.concat([_merge_task_axis(support_x), _merge_task_axis(query_x)], 0),
