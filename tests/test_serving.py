@@ -290,3 +290,21 @@ def test_maml_regressor_serves_predictions_and_refuses_non_finite_targets(tmp_pa
     with pytest.raises(tf.errors.InvalidArgumentError, match="support_y holds NaN or infinite values"):
         serve(**request)
     assert json.loads((path.parent / "model.json").read_text())["task"] == "regression"
+
+
+@pytest.mark.parametrize("card", sorted((REPO / "savedmodels").glob("*/model.json")),
+                         ids=lambda path: path.parent.name)
+def test_committed_savedmodels_load_and_honour_their_model_card(card):
+    record = json.loads(card.read_text())
+    loaded = tf.saved_model.load(str(card.parent / str(record["version"])))
+    serve = loaded.signatures["serving_default"]
+    assert serve.structured_input_signature[1]["support_x"].shape.as_list() == [None, *record["input_shape"]]
+    ways, shots = record["ways"], record["shots"]
+    rng = np.random.default_rng(0)
+    low, high = record["input_range"]
+    outputs = serve(support_x=tf.constant(rng.uniform(low, high, [ways * shots, *record["input_shape"]]), tf.float32),
+                    support_y=tf.constant(np.repeat(np.arange(ways, dtype=np.int32), shots)),
+                    query_x=tf.constant(rng.uniform(low, high, [7, *record["input_shape"]]), tf.float32))
+    assert outputs["probabilities"].shape == (7, ways)
+    np.testing.assert_allclose(outputs["probabilities"].numpy().sum(-1), 1.0, rtol=1e-5)
+    assert record["training_command"] and 0 < record["accuracy"] <= 1 and record["test_episodes"] >= 1000

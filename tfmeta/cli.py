@@ -16,8 +16,10 @@ RESULTS_KEYS = ("dataset", "split", "ways", "shots", "accuracy", "ci95", "test_e
 
 def _export_metadata(results):
     metadata = {key: results[key] for key in RESULTS_KEYS if key in results}
-    if "config" in results:
-        metadata["meta_batch"] = results["config"].get("meta_batch")
+    config = results.get("config", {})
+    for key in ("train_ways", "train_queries", "meta_batch"):
+        if config.get(key) is not None:
+            metadata[key] = config[key]
     if "command" in results:
         metadata["training_command"] = results["command"]
     metadata.update({key: value for key, value in DATASET_INPUTS.get(results.get("dataset"), {}).items()
