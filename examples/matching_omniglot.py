@@ -4,27 +4,17 @@
 
 Trains the conv4 embedding (and, with --fce, the full-context LSTMs) on episodes
 of the Vinyals training classes, then prints the query accuracy ± 95% interval
-over fixed, seeded test episodes.
+over fixed, seeded test episodes. The same as `tfmeta train --algorithm matching ...`.
 """
 
-import tfmeta
-from tfmeta.experiments import omniglot_parser, parse_config, train_and_evaluate_omniglot
+import sys
+
+from tfmeta.experiments import parse_train_config, train
 
 
 def main(argv=None):
-    parser = omniglot_parser(__doc__.splitlines()[0], output_dir="runs/matching_omniglot",
-                             meta_batch=8, iterations=5000, iterations_per_epoch=500)
-    parser.add_argument("--fce", action="store_true", help="full context embeddings")
-    parser.add_argument("--fce-steps", type=int, default=5, help="processing steps of the query LSTM")
-    parser.add_argument("--temperature", type=float, default=1.0, help="scale of the cosines")
-    parser.add_argument("--learn-temperature", action="store_true", help="learn the scale")
-    config = parse_config(parser, argv)
-    model = tfmeta.MatchingNetwork(
-        tfmeta.models.conv4_embedding(), fce=config.fce, fce_steps=config.fce_steps,
-        temperature=config.temperature, learn_temperature=config.learn_temperature,
-    )
-    name = "Matching Networks (FCE)" if config.fce else "Matching Networks"
-    return train_and_evaluate_omniglot(model, config, name)
+    argv = sys.argv[1:] if argv is None else argv
+    return train(parse_train_config(["--algorithm", "matching", *argv], prog="examples/matching_omniglot.py"))
 
 
 if __name__ == "__main__":

@@ -5,20 +5,17 @@
 Trains the conv4 embedding on episodes of the Vinyals training classes — by
 default with Snell et al.'s "higher way" training episodes (60 classes, 5
 queries each) — then prints the query accuracy ± 95% interval over fixed,
-seeded test episodes.
+seeded test episodes. The same as `tfmeta train --algorithm protonet ...`.
 """
 
-import tfmeta
-from tfmeta.experiments import omniglot_parser, parse_config, train_and_evaluate_omniglot
+import sys
+
+from tfmeta.experiments import parse_train_config, train
 
 
 def main(argv=None):
-    parser = omniglot_parser(__doc__.splitlines()[0], output_dir="runs/protonet_omniglot",
-                             train_ways=60, train_queries=5, meta_batch=1, iterations=5000,
-                             iterations_per_epoch=500)
-    config = parse_config(parser, argv)
-    model = tfmeta.PrototypicalNetwork(tfmeta.models.conv4_embedding())
-    return train_and_evaluate_omniglot(model, config, "Prototypical Networks")
+    argv = sys.argv[1:] if argv is None else argv
+    return train(parse_train_config(["--algorithm", "protonet", *argv], prog="examples/protonet_omniglot.py"))
 
 
 if __name__ == "__main__":

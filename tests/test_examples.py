@@ -33,16 +33,17 @@ def test_omniglot_examples_train_evaluate_and_write_results(omniglot_dir, tmp_pa
         "--test-episodes", "4", "--output-dir", str(tmp_path), *flags,
     ])
     assert 0.0 <= results["accuracy"] <= 1.0 and results["iterations"] == 2
-    assert results["test_episodes"] == 4 and len(results["val_accuracy"]) == 2
+    assert results["test_episodes"] == 4 and len(results["curve"]["val_accuracy"]) == 2
     assert json.loads((tmp_path / "results.json").read_text())["ways"] == 3
-    assert (tmp_path / "model.keras").is_file()
+    assert (tmp_path / "model.keras").is_file() and (tmp_path / "learning_curve.png").is_file()
+    assert any((tmp_path / "logs" / "validation").iterdir())  # TensorBoard events
 
 
 def test_maml_sinusoid_reports_errors_and_draws_the_figure(tmp_path):
     pytest.importorskip("matplotlib")
-    example = load_example("maml_sinusoid")
-    config = example.parse_config(["--iterations", "5", "--meta-batch", "4", "--test-tasks", "100",
-                                   "--output-dir", str(tmp_path)])
-    results = example.train_and_evaluate(config)
-    assert results["mse_0_steps"] > 0 and results["mse_10_steps"] > 0
+    results = load_example("maml_sinusoid").main(
+        ["--iterations", "5", "--iterations-per-epoch", "5", "--meta-batch", "4", "--val-episodes", "10",
+         "--test-episodes", "100", "--output-dir", str(tmp_path)])
+    assert results["mse_0_steps"] > 0 and results["mse_10_steps"] > 0 and results["test_tasks"] == 100
     assert (tmp_path / "adaptation.png").stat().st_size > 10_000
+    assert (tmp_path / "learning_curve.png").is_file()

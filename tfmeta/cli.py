@@ -58,9 +58,56 @@ def export(args):
     return version_dir
 
 
+def train(args):
+    """`tfmeta train`: meta-train, test, and write the run's files."""
+    from tfmeta import experiments
+
+    settings = {key: value for key, value in vars(args).items() if key not in ("command", "run")}
+    config = experiments.config.apply_process_settings(experiments.config.resolve(argparse.Namespace(**settings)))
+    return experiments.train(config)
+
+
+def evaluate(args):
+    """`tfmeta evaluate`: accuracy of a checkpoint or SavedModel on fixed episodes."""
+    from tfmeta.experiments import evaluate as evaluation
+
+    return evaluation.evaluate(args)
+
+
 def parser():
+    from tfmeta.data import OMNIGLOT_SPLITS
+    from tfmeta.experiments import config
+
     main = argparse.ArgumentParser(prog="tfmeta", description="Meta-learning for TensorFlow and Keras.")
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train_parser = commands.add_parser("train", help="meta-train a learner and test it",
+                                       description=config.DESCRIPTION)
+    config.add_train_flags(train_parser)
+    train_parser.set_defaults(run=train)
+
+    evaluate_parser = commands.add_parser(
+        "evaluate", help="accuracy of a trained model on fixed Omniglot episodes",
+        description="Prints the mean query accuracy ± 95%% interval of a model (a .keras checkpoint or an "
+                    "exported SavedModel) over fixed, seeded episodes; the defaults repeat the test of "
+                    "tfmeta train, so a model's recorded accuracy is reproduced.")
+    evaluate_parser.add_argument("model", help="a .keras file, a SavedModel version directory, or a "
+                                               "savedmodels/<name> directory (its newest version)")
+    evaluate_parser.add_argument("--data-dir", help="the official Omniglot release (zips or folders); "
+                                                    "default: download through tensorflow-datasets")
+    evaluate_parser.add_argument("--split", default="vinyals-test", choices=OMNIGLOT_SPLITS,
+                                 help="classes to draw episodes from (default: %(default)s)")
+    evaluate_parser.add_argument("--ways", type=int, help="classes per episode (default: the model's record, "
+                                                          "else 5)")
+    evaluate_parser.add_argument("--shots", type=int, help="support examples per class (default: the "
+                                                           "model's record, else 1)")
+    evaluate_parser.add_argument("--queries", type=int, default=15, help="queries per class (default: 15)")
+    evaluate_parser.add_argument("--episodes", type=int, default=1000, help="episodes (default: 1000)")
+    evaluate_parser.add_argument("--seed", type=int, default=0, help="seed of the episodes (default: 0, "
+                                                                     "tfmeta train's test episodes)")
+    evaluate_parser.add_argument("--output", help="also write the result, with the model's record, to this "
+                                                  "JSON file")
+    evaluate_parser.set_defaults(run=evaluate)
 
     export_parser = commands.add_parser(
         "export", help="export a trained model as a SavedModel for TF Serving",

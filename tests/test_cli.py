@@ -1,0 +1,94 @@
+"""The `tfmeta` command, run as users run it: train, evaluate, export, evaluate the export."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tfmeta import cli
+from tfmeta.experiments import config as run_config
+
+
+def tfmeta(*args, cwd):
+    completed = subprocess.run([sys.executable, "-m", "tfmeta", *map(str, args)], capture_output=True,
+                               text=True, timeout=600, cwd=cwd)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
+def reported_accuracy(output):
+    return re.findall(r"accuracy (\d+\.\d\d) ± (\d+\.\d\d)% over (\d+) episodes", output)[-1]
+
+
+def test_train_evaluate_export_and_evaluate_the_export_on_real_omniglot(omniglot_dir, tmp_path):
+    settings = {"algorithm": "maml", "ways": 3, "meta_batch": 2, "queries": 2, "inner_steps": 1,
+                "eval_inner_steps": 2, "iterations": 2, "iterations_per_epoch": 1, "val_episodes": 2}
+    (tmp_path / "run.json").write_text(json.dumps(settings))
+    run = tmp_path / "run"
+    trained = tfmeta("train", "--config", tmp_path / "run.json", "--data-dir", omniglot_dir,
+                     "--test-episodes", 50, "--output-dir", run, cwd=tmp_path)
+    results = json.loads((run / "results.json").read_text())
+    assert results["config"]["meta_batch"] == 2 and results["config"]["test_episodes"] == 50  # file + flag
+    assert results["command"].startswith("python -m tfmeta train --config")
+    assert (run / "learning_curve.png").is_file() and any((run / "logs" / "train").iterdir())
+    recorded = reported_accuracy(trained)
+
+    # The defaults of evaluate repeat train's test episodes: the same accuracy, from the checkpoint...
+    evaluated = tfmeta("evaluate", run / "model.keras", "--data-dir", omniglot_dir, "--queries", 2,
+                       "--episodes", 50, cwd=tmp_path)
+    assert reported_accuracy(evaluated) == recorded
+    # ... and from the exported SavedModel, whose graph adapts in 2 inner steps as the model did.
+    tfmeta("export", run / "model.keras", tmp_path / "savedmodels" / "maml", cwd=tmp_path)
+    card = json.loads((tmp_path / "savedmodels" / "maml" / "model.json").read_text())
+    assert card["ways"] == 3 and card["maml"]["inner_steps"] == 2 and card["training_command"] == results["command"]
+    served = tfmeta("evaluate", tmp_path / "savedmodels" / "maml", "--data-dir", omniglot_dir, "--queries", 2,
+                    "--episodes", 50, "--output", tmp_path / "evaluation.json", cwd=tmp_path)
+    assert reported_accuracy(served) == recorded
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
+    assert evaluation["evaluation"]["ways"] == 3 and evaluation["trained"]["algorithm"] == "MAML"
+
+
+def test_help_explains_every_flag(capsys):
+    for command in ("train", "evaluate", "export"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        shown = capsys.readouterr().out
+        flags = set(re.findall(r"^\s+(--[a-z-]+)", shown, re.M))
+        assert len(flags) > 3, shown
+        for action in cli.parser()._subparsers._group_actions[0].choices[command]._actions:
+            assert action.help, f"tfmeta {command} {action.option_strings or action.dest} lacks help"
+        if command == "train":  # the per-algorithm defaults are spelled out
+            assert "(default: 32; omniglot protonet: 1, omniglot matching: 8, sinusoid maml: 25)" in \
+                " ".join(shown.split())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train"], r"choose --algorithm from \['maml', 'matching', 'protonet'\]; received None"),
+    (["train", "--algorithm", "protonet", "--dataset", "sinusoid"], "sinusoid regression trains MAML only"),
+    (["train", "--algorithm", "maml", "--ways", "5", "--train-ways", "20"], "same number of ways"),
+    (["train", "--config", "missing.json"], "no config file at missing.json"),
+    (["evaluate", "nowhere"], "no .keras file or SavedModel directory at nowhere"),
+])
+def test_bad_commands_are_named(argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=message):
+        cli.main(argv)
+
+
+def test_config_file_with_unknown_settings_is_refused(tmp_path):
+    (tmp_path / "bad.json").write_text(json.dumps({"algorithm": "maml", "meta_batch_size": 4}))
+    with pytest.raises(SystemExit, match=r"unknown settings \['meta_batch_size'\]"):
+        cli.main(["train", "--config", str(tmp_path / "bad.json")])
+
+
+def test_per_algorithm_defaults_apply_unless_set():
+    protonet = run_config.resolve(run_config.train_parser().parse_args(["--algorithm", "protonet"]))
+    assert (protonet.train_ways, protonet.meta_batch, protonet.output_dir) == (60, 1, "runs/omniglot-protonet-5w1s")
+    chosen = run_config.resolve(run_config.train_parser().parse_args(
+        ["--algorithm", "protonet", "--meta-batch", "4", "--ways", "20"]))
+    assert (chosen.meta_batch, chosen.output_dir) == (4, "runs/omniglot-protonet-20w1s")
+    sinusoid = run_config.resolve(run_config.train_parser().parse_args(
+        ["--algorithm", "maml", "--dataset", "sinusoid"]))
+    assert (sinusoid.inner_lr, sinusoid.shots, sinusoid.first_order) == (0.01, 10, False)

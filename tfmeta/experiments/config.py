@@ -1,0 +1,152 @@
+"""The configuration of a meta-training run: flags, config files, per-algorithm defaults."""
+
+import argparse
+import json
+import pathlib
+
+import keras
+import tensorflow as tf
+
+ALGORITHMS = ("maml", "matching", "protonet")
+DATASETS = ("omniglot", "sinusoid")
+
+# What a setting is when neither the command line nor a config file sets it:
+# the common value, unless the (dataset, algorithm) pair has its own (the
+# papers' setups: Snell et al.'s 60-way ProtoNet episodes, Finn's sinusoid).
+DEFAULTS = {
+    "common": {
+        "dataset": "omniglot", "ways": 5, "shots": 1, "queries": 15, "meta_batch": 32,
+        "iterations": 2000, "iterations_per_epoch": 100, "meta_lr": 1e-3, "val_episodes": 100,
+        "test_episodes": 1000, "seed": 0, "intra_op_threads": 0, "inner_lr": 0.4, "inner_steps": 1,
+        "eval_inner_steps": 3, "pooling": "stride", "fce_steps": 5, "temperature": 1.0,
+    },
+    ("omniglot", "protonet"): {"train_ways": 60, "train_queries": 5, "meta_batch": 1, "iterations": 5000,
+                               "iterations_per_epoch": 500},
+    ("omniglot", "matching"): {"meta_batch": 8, "iterations": 5000, "iterations_per_epoch": 500},
+    ("sinusoid", "maml"): {"shots": 10, "queries": 10, "meta_batch": 25, "iterations": 10000,
+                           "iterations_per_epoch": 1000, "inner_lr": 0.01, "eval_inner_steps": 1},
+}
+
+
+def _default_help(key):
+    """The defaults of `key` as help text: 'default: 32; protonet: 1, matching: 8'."""
+    text = f"default: {DEFAULTS['common'][key]}" if key in DEFAULTS["common"] else "default: none"
+    special = [f"{dataset} {algorithm}: {values[key]}" for (dataset, algorithm), values in
+               ((k, v) for k, v in DEFAULTS.items() if k != "common") if key in values]
+    return text + (f"; {', '.join(special)}" if special else "")
+
+
+DESCRIPTION = ("Meta-trains a few-shot learner, tests it on fixed held-out episodes, and writes model.keras, "
+               "results.json, a learning curve and TensorBoard logs.")
+
+
+def train_parser(prog="tfmeta train"):
+    """The flags of a meta-training run (`tfmeta train --help`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_train_flags(parser)
+    return parser
+
+
+def add_train_flags(parser):
+    """Adds the flags of a meta-training run to `parser`; every default is None (see `resolve`)."""
+    add = parser.add_argument
+
+    def add_with_default(*names, help, **kwargs):
+        dest = names[0].lstrip("-").replace("-", "_")
+        add(*names, help=f"{help} ({_default_help(dest)})", **kwargs)
+
+    add("--config", help="a JSON file of settings (keys are flag names with underscores, e.g. "
+                         "\"meta_batch\"); flags given on the command line win")
+    add("--algorithm", choices=ALGORITHMS, help="maml, matching (Matching Networks) or protonet "
+                                                "(Prototypical Networks); required")
+    add_with_default("--dataset", choices=DATASETS, help="omniglot (Vinyals split) or sinusoid regression")
+    add("--data-dir", help="the official Omniglot release (zips or folders); default: download through "
+                           "tensorflow-datasets")
+    add_with_default("--ways", type=int, help="classes per test and validation episode")
+    add("--train-ways", type=int, help="classes per training episode (default: --ways; omniglot protonet: 60)")
+    add_with_default("--shots", type=int, help="support examples per class (sinusoid: support points)")
+    add_with_default("--queries", type=int, help="query examples per class in test episodes")
+    add("--train-queries", type=int, help="query examples per class in training (default: --queries; "
+                                          "omniglot protonet: 5)")
+    add_with_default("--meta-batch", type=int, help="episodes per meta-iteration")
+    add_with_default("--iterations", type=int, help="meta-iterations")
+    add_with_default("--iterations-per-epoch", type=int,
+                     help="meta-iterations between validations, checkpoints and log points")
+    add_with_default("--meta-lr", type=float, help="Adam learning rate of the outer update")
+    add_with_default("--val-episodes", type=int, help="fixed validation episodes after each epoch")
+    add_with_default("--test-episodes", type=int, help="fixed test episodes (sinusoid: test tasks)")
+    add_with_default("--seed", type=int, help="seed of weights and training episodes")
+    add_with_default("--intra-op-threads", type=int,
+                     help="TensorFlow intra-op threads, 0 for TensorFlow's choice; on a CPU, 1 is faster "
+                          "for MAML, whose task loop already keeps every core busy")
+    add("--output-dir", help="where the run's files go (default: runs/<dataset>-<algorithm>-<ways>w<shots>s)")
+    maml = parser.add_argument_group("MAML")
+    maml.add_argument("--inner-lr", type=float, help=f"inner-loop step size ({_default_help('inner_lr')})")
+    maml.add_argument("--inner-steps", type=int, help=f"inner steps in meta-training ({_default_help('inner_steps')})")
+    maml.add_argument("--eval-inner-steps", type=int,
+                      help=f"inner steps at validation and test time ({_default_help('eval_inner_steps')})")
+    maml.add_argument("--first-order", action="store_true", default=None, help="first-order MAML")
+    maml.add_argument("--learn-inner-lr", action="store_true", default=None,
+                      help="learn per-parameter inner rates (Meta-SGD)")
+    maml.add_argument("--pooling", choices=("stride", "max"),
+                      help=f"Finn's strided CNN or the max-pool variant ({_default_help('pooling')})")
+    matching = parser.add_argument_group("Matching Networks")
+    matching.add_argument("--fce", action="store_true", default=None, help="full context embeddings")
+    matching.add_argument("--fce-steps", type=int,
+                          help=f"processing steps of the FCE query LSTM ({_default_help('fce_steps')})")
+    matching.add_argument("--temperature", type=float,
+                          help=f"scale of the cosines before the softmax ({_default_help('temperature')})")
+    matching.add_argument("--learn-temperature", action="store_true", default=None, help="learn the scale")
+
+
+def resolve(args):
+    """Fills unset settings from the config file and the defaults; validates the combination."""
+    settings = {key: value for key, value in vars(args).items() if value is not None}
+    if args.config:
+        path = pathlib.Path(args.config)
+        if not path.is_file():
+            raise SystemExit(f"tfmeta train: no config file at {path}")
+        from_file = json.loads(path.read_text())
+        unknown = sorted(set(from_file) - set(vars(args)))
+        if unknown:
+            raise SystemExit(f"tfmeta train: unknown settings {unknown} in {path}; valid: "
+                             f"{sorted(set(vars(args)) - {'config'})}")
+        settings = {**from_file, **settings}
+    if settings.get("algorithm") not in ALGORITHMS:
+        raise SystemExit(f"tfmeta train: choose --algorithm from {list(ALGORITHMS)}; received "
+                         f"{settings.get('algorithm')!r}")
+    dataset = settings.get("dataset", DEFAULTS["common"]["dataset"])
+    if dataset == "sinusoid" and settings["algorithm"] != "maml":
+        raise SystemExit("tfmeta train: sinusoid regression trains MAML only; received "
+                         f"--algorithm {settings['algorithm']}")
+    config = {**DEFAULTS["common"], **DEFAULTS.get((dataset, settings["algorithm"]), {}), **settings}
+    for flag in ("first_order", "learn_inner_lr", "fce", "learn_temperature"):
+        config[flag] = bool(config.get(flag))
+    config.setdefault("train_ways", None)
+    config.setdefault("train_queries", None)
+    if config["algorithm"] == "maml" and config["train_ways"] not in (None, config["ways"]):
+        raise SystemExit(f"tfmeta train: MAML's head has one output per class, so it trains and tests on the "
+                         f"same number of ways; received --ways {config['ways']} --train-ways "
+                         f"{config['train_ways']}")
+    config.setdefault("data_dir", None)
+    config.setdefault("output_dir", f"runs/{dataset}-{config['algorithm']}-{config['ways']}w{config['shots']}s"
+                      if dataset == "omniglot" else f"runs/sinusoid-maml-{config['shots']}shot")
+    config.pop("config", None)
+    return argparse.Namespace(**config)
+
+
+def parse_train_config(argv=None, prog="tfmeta train"):
+    """Parses and resolves `tfmeta train` flags; see `apply_process_settings`."""
+    return apply_process_settings(resolve(train_parser(prog).parse_args(argv)))
+
+
+def apply_process_settings(config):
+    """Applies the process-wide settings (threads, seed) and returns `config`.
+
+    Call it before building a model: TensorFlow fixes its thread pools when
+    it first runs an op.
+    """
+    if config.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+    keras.utils.set_random_seed(config.seed)
+    return config

@@ -1,0 +1,83 @@
+"""Evaluation of a trained model — a `.keras` checkpoint or an exported SavedModel — on fixed episodes."""
+
+import json
+import pathlib
+
+import keras
+import tensorflow as tf
+
+import tfmeta
+from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
+from tfmeta.experiments.reporting import command_line
+from tfmeta.serving import MODEL_CARD
+
+
+def _saved_model_dir(path):
+    """The SavedModel version directory `path` names: itself, or the newest version of a base dir."""
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = sorted((p for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()),
+                      key=lambda p: int(p.name))
+    if not versions:
+        raise SystemExit(f"tfmeta evaluate: {path} holds no SavedModel (no saved_model.pb in it or in a "
+                         "numbered version directory)")
+    return versions[-1]
+
+
+def load_predictor(path):
+    """`(predict, record)` for a `.keras` file or a SavedModel directory.
+
+    `predict(support_x, support_y, query_x)` takes meta-batches and returns
+    class scores; `record` is what the model's results.json or model.json
+    says about it (empty if neither exists).
+    """
+    path = pathlib.Path(path)
+    if path.is_file() and path.suffix == ".keras":
+        results = path.with_name("results.json")
+        record = json.loads(results.read_text()) if results.is_file() else {}
+        model = keras.models.load_model(path)
+        if not model.is_classifier:
+            raise SystemExit(f"tfmeta evaluate: {path} is a regressor; evaluate classifies Omniglot episodes")
+        return model_predictor(model), record
+    if not path.is_dir():
+        raise SystemExit(f"tfmeta evaluate: no .keras file or SavedModel directory at {path}")
+    version_dir = _saved_model_dir(path)
+    card = version_dir.parent / MODEL_CARD
+    record = json.loads(card.read_text()) if card.is_file() else {}
+    loaded = tf.saved_model.load(str(version_dir))
+    signatures = loaded.signatures
+    if "serving_tasks" not in signatures:
+        raise SystemExit(f"tfmeta evaluate: {version_dir} is not a tfmeta export (no serving_tasks signature)")
+    serve = signatures["serving_tasks"]
+    if "probabilities" not in serve.structured_outputs:
+        raise SystemExit(f"tfmeta evaluate: {version_dir} is a regressor; evaluate classifies Omniglot episodes")
+
+    def predict(support_x, support_y, query_x, loaded=loaded):  # keeps the variables alive
+        return serve(support_x=tf.cast(support_x, tf.float32), support_y=tf.cast(support_y, tf.int32),
+                     query_x=tf.cast(query_x, tf.float32))["probabilities"]
+
+    return predict, record
+
+
+def evaluate(args):
+    """Accuracy ± 95% interval of the model at `args.model` on fixed, seeded Omniglot episodes."""
+    predict, record = load_predictor(args.model)
+    ways = args.ways or record.get("ways") or 5
+    shots = args.shots or record.get("shots") or 1
+    data = tfmeta.data.load_omniglot(args.split, args.data_dir)
+    episodes = tfmeta.data.evaluation_episodes(data, ways, shots, args.queries, args.episodes, seed=args.seed,
+                                               meta_batch_size=min(args.episodes, 25))
+    print(f"Evaluating {args.model} on {args.episodes} fixed {ways}-way {shots}-shot episodes of Omniglot "
+          f"{args.split} ({args.queries} queries per class, seed {args.seed}):")
+    accuracies = episode_accuracies(predict, episodes, args.episodes)
+    mean, half_width = mean_confidence_interval(accuracies)
+    print(f"accuracy {100 * mean:.2f} ± {100 * half_width:.2f}% over {len(accuracies)} episodes")
+    evaluation = {"model": str(args.model), "split": args.split, "ways": ways, "shots": shots,
+                  "queries": args.queries, "seed": args.seed, "accuracy": mean, "ci95": half_width,
+                  "test_episodes": len(accuracies), "command": command_line()}
+    if args.output:
+        output = pathlib.Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps({"evaluation": evaluation, "trained": record}, indent=2) + "\n")
+        print(f"wrote {output}")
+    return evaluation
