@@ -8,11 +8,14 @@ fixed, seeded evaluation episodes drawn from held-out classes.
 """
 
 import argparse
+import json
+import pathlib
 import time
 
 import tfmeta
 from tfmeta.baselines import pixel_nearest_neighbour
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval
+from tfmeta.experiments.reporting import command_line
 
 
 def main(argv=None):
@@ -26,6 +29,7 @@ def main(argv=None):
     parser.add_argument("--queries", type=int, default=15, help="query examples per class")
     parser.add_argument("--episodes", type=int, default=1000, help="evaluation episodes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+    parser.add_argument("--output", help="also write the result to this JSON file (as results/ holds)")
     args = parser.parse_args(argv)
 
     start = time.time()
@@ -37,6 +41,11 @@ def main(argv=None):
     )
     accuracies = episode_accuracies(pixel_nearest_neighbour, tasks, args.episodes)
     mean, half_width = mean_confidence_interval(accuracies)
+    if args.output:
+        record = {"algorithm": "raw-pixel nearest neighbour", "dataset": "omniglot", "split": args.split,
+                  "ways": args.ways, "shots": args.shots, "accuracy": mean, "ci95": half_width,
+                  "test_episodes": len(accuracies), "iterations": 0, "command": command_line()}
+        pathlib.Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
     print(
         f"pixel nearest neighbour, {args.ways}-way {args.shots}-shot, {args.split}, "
         f"{args.episodes} episodes: accuracy {100 * mean:.2f} ± {100 * half_width:.2f}% "

@@ -92,3 +92,21 @@ def test_per_algorithm_defaults_apply_unless_set():
     sinusoid = run_config.resolve(run_config.train_parser().parse_args(
         ["--algorithm", "maml", "--dataset", "sinusoid"]))
     assert (sinusoid.inner_lr, sinusoid.shots, sinusoid.first_order) == (0.01, 10, False)
+
+
+def test_lake_split_trains_on_the_background_set_and_tests_on_lakes_runs(omniglot_dir, tmp_path):
+    run = tmp_path / "lake"
+    trained = tfmeta("train", "--algorithm", "protonet", "--split", "lake", "--ways", 20, "--train-ways", 5,
+                     "--queries", 2, "--train-queries", 2, "--iterations", 2, "--iterations-per-epoch", 1,
+                     "--val-episodes", 2, "--data-dir", omniglot_dir, "--output-dir", run, cwd=tmp_path)
+    assert "Omniglot (lake split) train/val: " in trained  # background classes only
+    results = json.loads((run / "results.json").read_text())
+    assert (results["split"], results["ways"], results["test_episodes"]) == ("lake", 20, 20)
+    evaluated = tfmeta("evaluate", run / "model.keras", "--split", "lake-runs", "--data-dir", omniglot_dir,
+                       cwd=tmp_path)
+    assert reported_accuracy(evaluated) == reported_accuracy(trained)
+
+
+def test_lake_split_is_twenty_way_one_shot_only(omniglot_dir):
+    with pytest.raises(SystemExit, match="Lake's runs are 20-way 1-shot; received --ways 5"):
+        cli.main(["train", "--algorithm", "protonet", "--split", "lake", "--data-dir", str(omniglot_dir)])

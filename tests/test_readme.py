@@ -30,3 +30,29 @@ def test_readme_main_job_runs_as_written_on_a_small_budget(omniglot_dir, tmp_pat
                                text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert re.search(r"accuracy \d+\.\d+ ± \d+\.\d+% over 4 episodes", completed.stdout.splitlines()[-1])
+
+
+def test_readme_results_tables_are_generated_from_the_results_files():
+    completed = subprocess.run([sys.executable, str(REPO / "results" / "make_table.py"), "--check"],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+
+
+def test_results_table_rows_say_what_a_reader_needs():
+    sys.path.insert(0, str(REPO / "results"))
+    import make_table
+
+    records = make_table.load_records()
+    assert records, "results/ holds no results files"
+    table = make_table.tables(records)["results-omniglot"]
+    for line in table.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        method, split, task, accuracy, episodes, training, paper, target, command = cells
+        assert re.fullmatch(r"\d+\.\d\d ± \d+\.\d\d%", accuracy) and split and command.startswith("`")
+        assert int(episodes.replace(",", "")) >= 1000 or split.startswith("Lake")
+    # A missed target is said as such, with the measured value beside it.
+    row = {"algorithm": "MAML", "dataset": "omniglot", "split": "vinyals", "ways": 5, "shots": 1,
+           "accuracy": 0.9668, "ci95": 0.0023, "test_episodes": 1000, "iterations": 3000, "meta_batch": 32,
+           "train_seconds": 1524, "command": "tfmeta train --algorithm maml"}
+    assert "96.68 ± 0.23% | 1,000 | 3,000 iterations × 32 episodes, 25 min | 98.7 | ≥ 98.0: **missed**" in \
+        make_table.classification_table([row])

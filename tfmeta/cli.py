@@ -10,7 +10,7 @@ DATASET_INPUTS = {
 }
 
 # What model.json takes over from a training run's results.json.
-RESULTS_KEYS = ("dataset", "split", "ways", "shots", "accuracy", "ci95", "test_episodes", "iterations",
+RESULTS_KEYS = ("algorithm", "dataset", "split", "ways", "shots", "accuracy", "ci95", "test_episodes", "iterations",
                 "episodes_seen", "train_seconds")
 
 
@@ -95,8 +95,9 @@ def parser():
                                                "savedmodels/<name> directory (its newest version)")
     evaluate_parser.add_argument("--data-dir", help="the official Omniglot release (zips or folders); "
                                                     "default: download through tensorflow-datasets")
-    evaluate_parser.add_argument("--split", default="vinyals-test", choices=OMNIGLOT_SPLITS,
-                                 help="classes to draw episodes from (default: %(default)s)")
+    evaluate_parser.add_argument("--split", default="vinyals-test", choices=(*OMNIGLOT_SPLITS, "lake-runs"),
+                                 help="classes to draw episodes from, or lake-runs for Lake's 20 within-alphabet "
+                                      "20-way one-shot runs (default: %(default)s)")
     evaluate_parser.add_argument("--ways", type=int, help="classes per episode (default: the model's record, "
                                                           "else 5)")
     evaluate_parser.add_argument("--shots", type=int, help="support examples per class (default: the "

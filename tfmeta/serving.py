@@ -216,7 +216,8 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
     """The `model.json` record of an exported model."""
     classifier = model.is_classifier
     card = {
-        "algorithm": type(model).__name__,
+        "algorithm": type(model).__name__,  # metadata may name it more precisely, e.g. "first-order MAML"
+        "class": f"tfmeta.{type(model).__name__}",
         "version": version,
         "task": "classification" if classifier else "regression",
         "ways": model.ways if isinstance(model, MAML) and classifier else None,

@@ -2,6 +2,7 @@
 
 from tfmeta.data.episodes import check_episode_shape, episodes, evaluation_episodes
 from tfmeta.data.labelled import LabelledData
+from tfmeta.data.lake_runs import load_lake_runs
 from tfmeta.data.omniglot import SPLITS as OMNIGLOT_SPLITS
 from tfmeta.data.omniglot import load_omniglot
 from tfmeta.data.sinusoid import sinusoid_tasks
@@ -12,6 +13,7 @@ __all__ = [
     "check_episode_shape",
     "episodes",
     "evaluation_episodes",
+    "load_lake_runs",
     "load_omniglot",
     "sinusoid_tasks",
 ]

@@ -15,7 +15,7 @@ DATASETS = ("omniglot", "sinusoid")
 # papers' setups: Snell et al.'s 60-way ProtoNet episodes, Finn's sinusoid).
 DEFAULTS = {
     "common": {
-        "dataset": "omniglot", "ways": 5, "shots": 1, "queries": 15, "meta_batch": 32,
+        "dataset": "omniglot", "split": "vinyals", "ways": 5, "shots": 1, "queries": 15, "meta_batch": 32,
         "iterations": 2000, "iterations_per_epoch": 100, "meta_lr": 1e-3, "val_episodes": 100,
         "test_episodes": 1000, "seed": 0, "intra_op_threads": 0, "inner_lr": 0.4, "inner_steps": 1,
         "eval_inner_steps": 3, "pooling": "stride", "fce_steps": 5, "temperature": 1.0,
@@ -62,6 +62,9 @@ def add_train_flags(parser):
     add_with_default("--dataset", choices=DATASETS, help="omniglot (Vinyals split) or sinusoid regression")
     add("--data-dir", help="the official Omniglot release (zips or folders); default: download through "
                            "tensorflow-datasets")
+    add_with_default("--split", choices=("vinyals", "lake"),
+                     help="Omniglot: vinyals (train/val/test classes of Vinyals et al.) or lake (train on the "
+                          "background set, test on Lake's 20 within-alphabet 20-way one-shot runs)")
     add_with_default("--ways", type=int, help="classes per test and validation episode")
     add("--train-ways", type=int, help="classes per training episode (default: --ways; omniglot protonet: 60)")
     add_with_default("--shots", type=int, help="support examples per class (sinusoid: support points)")
@@ -129,7 +132,8 @@ def resolve(args):
                          f"same number of ways; received --ways {config['ways']} --train-ways "
                          f"{config['train_ways']}")
     config.setdefault("data_dir", None)
-    config.setdefault("output_dir", f"runs/{dataset}-{config['algorithm']}-{config['ways']}w{config['shots']}s"
+    prefix = dataset if config["split"] == "vinyals" else f"{dataset}-{config['split']}"
+    config.setdefault("output_dir", f"runs/{prefix}-{config['algorithm']}-{config['ways']}w{config['shots']}s"
                       if dataset == "omniglot" else f"runs/sinusoid-maml-{config['shots']}shot")
     config.pop("config", None)
     return argparse.Namespace(**config)

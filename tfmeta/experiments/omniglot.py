@@ -3,6 +3,7 @@
 import time
 
 import keras
+import tensorflow as tf
 
 import tfmeta
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
@@ -38,18 +39,55 @@ def run_name(config):
     return name
 
 
-def train_and_evaluate_omniglot(config):
-    """Meta-trains the configured learner on the Vinyals training classes and tests it.
+# Lake's task trains on the background set only. Its last alphabets (in sorted
+# order) are held out for validation, so that no evaluation-set character is
+# ever seen before the test.
+LAKE_VALIDATION_ALPHABETS = 5
 
-    Validation uses fixed episodes of the Vinyals validation classes after
-    each epoch; the test uses `config.test_episodes` fixed, seeded episodes
-    of the test classes. Writes the run's files to `config.output_dir`
+
+def _lake_splits(data_dir):
+    background = tfmeta.data.load_omniglot("background", data_dir)
+    alphabets = sorted({name.split("/")[0] for name in background.class_names})
+    held_out = set(alphabets[-LAKE_VALIDATION_ALPHABETS:])
+    names = {part: [name for name in background.class_names if (name.split("/")[0] in held_out) == (part == "val")]
+             for part in ("train", "val")}
+    return {part: background.select_classes(names[part]) for part in ("train", "val")}
+
+
+def _test_episodes(config, test_shape):
+    """The fixed test episodes and their number: Lake's 20 runs, or seeded Vinyals test episodes."""
+    if config.split == "lake":
+        runs = tfmeta.data.load_lake_runs(config.data_dir)
+        return tf.data.Dataset.from_tensors(runs), len(runs["support_y"])
+    test = tfmeta.data.load_omniglot("vinyals-test", config.data_dir)
+    return (tfmeta.data.evaluation_episodes(test, *test_shape, config.test_episodes,
+                                            meta_batch_size=min(config.test_episodes, 25)), config.test_episodes)
+
+
+def train_and_evaluate_omniglot(config):
+    """Meta-trains the configured learner on Omniglot and tests it.
+
+    `config.split` "vinyals": train on the Vinyals training classes,
+    validate on fixed episodes of its validation classes after each epoch,
+    test on `config.test_episodes` fixed, seeded episodes of its test
+    classes. "lake": train on Lake's background set (its last
+    `LAKE_VALIDATION_ALPHABETS` alphabets held out for validation) and test
+    on Lake's 20 within-alphabet 20-way one-shot runs (`config.ways` must be
+    20 and `config.shots` 1). Writes the run's files to `config.output_dir`
     (see `reporting.RunFiles`) and returns the results.
     """
+    if config.split == "lake" and (config.ways, config.shots) != (20, 1):
+        raise SystemExit(f"tfmeta train: Lake's runs are 20-way 1-shot; received --ways {config.ways} "
+                         f"--shots {config.shots}")
+    if config.split == "lake" and not config.data_dir:
+        raise SystemExit("tfmeta train: --split lake needs --data-dir with all_runs.zip (Lake's runs are not "
+                         "in tensorflow-datasets)")
     start = time.time()
-    splits = {split: tfmeta.data.load_omniglot(f"vinyals-{split}", config.data_dir)
-              for split in ("train", "val", "test")}
-    print(f"Omniglot (Vinyals split) train/val/test: "
+    if config.split == "lake":
+        splits = _lake_splits(config.data_dir)
+    else:
+        splits = {split: tfmeta.data.load_omniglot(f"vinyals-{split}", config.data_dir) for split in ("train", "val")}
+    print(f"Omniglot ({config.split} split) train/val: "
           f"{'/'.join(str(d.num_classes) for d in splits.values())} classes, read in "
           f"{time.time() - start:.1f} s")
 
@@ -64,19 +102,18 @@ def train_and_evaluate_omniglot(config):
     files = reporting.RunFiles(config.output_dir)
     history, train_seconds = reporting.fit(model, train, val, config, files)
 
-    print(f"Testing on {config.test_episodes} fixed episodes of the test classes:")
-    test = tfmeta.data.evaluation_episodes(splits["test"], *test_shape, config.test_episodes,
-                                           meta_batch_size=min(config.test_episodes, 25))
-    accuracies = episode_accuracies(model_predictor(model), test, config.test_episodes)
+    test, num_test = _test_episodes(config, test_shape)
+    print(f"Testing on {num_test} fixed {config.split} test episodes:")
+    accuracies = episode_accuracies(model_predictor(model), test, num_test)
     mean, half_width = mean_confidence_interval(accuracies)
     name = run_name(config)
     results = {
-        "algorithm": name, "dataset": "omniglot", "split": "vinyals",
+        "algorithm": name, "dataset": "omniglot", "split": config.split,
         "ways": config.ways, "shots": config.shots, "accuracy": mean, "ci95": half_width,
         "test_episodes": len(accuracies), **reporting.training_record(history, config, train_seconds),
     }
     files.write(model, results)
-    print(f"{name} {config.ways}-way {config.shots}-shot Omniglot (Vinyals test classes): accuracy "
+    print(f"{name} {config.ways}-way {config.shots}-shot Omniglot ({config.split} test): accuracy "
           f"{100 * mean:.2f} ± {100 * half_width:.2f}% over {len(accuracies)} episodes, after "
           f"{results['iterations']} meta-iterations in {train_seconds / 60:.1f} min")
     return results

@@ -92,7 +92,7 @@ def plot_learning_curve(results, path):
     import matplotlib.pyplot as plt
 
     curve = results["curve"]
-    metric = "accuracy" if "accuracy" in curve else "loss"
+    metric = "accuracy" if "val_accuracy" in curve or "accuracy" in curve else "loss"
     figure, axes = plt.subplots(figsize=(6, 4))
     for key, label in ((metric, "training (running mean over the epoch)"), (f"val_{metric}", "validation")):
         if key in curve:

@@ -1,0 +1,156 @@
+"""Writes the README's results tables and learning-curve figures from the JSON files in results/.
+
+    python results/make_table.py          # rewrite README.md's tables and docs/figures/curves/
+    python results/make_table.py --check  # fail if README.md is not what the JSON files say
+
+Each JSON file is what a run wrote: `tfmeta train`'s results.json, or
+`tfmeta evaluate --output`'s file (an evaluation plus the trained model's
+record). No number in the tables is typed by hand.
+"""
+
+import argparse
+import json
+import pathlib
+import re
+import sys
+
+from tfmeta.experiments.reporting import plot_learning_curve
+
+RESULTS = pathlib.Path(__file__).resolve().parent
+REPO = RESULTS.parent
+README = REPO / "README.md"
+CURVES = REPO / "docs" / "figures" / "curves"
+
+# Published accuracy and this project's target, by (method family, ways, shots), Omniglot.
+PUBLISHED = {
+    ("Prototypical Networks", 5, 1): (98.8, 98.5), ("Prototypical Networks", 5, 5): (99.7, 99.5),
+    ("Prototypical Networks", 20, 1): (96.0, 95.5), ("Prototypical Networks", 20, 5): (98.9, 98.7),
+    ("Matching Networks", 5, 1): (98.1, 98.0), ("Matching Networks", 20, 1): (93.8, 93.5),
+    ("MAML", 5, 1): (98.7, 98.0), ("MAML", 5, 5): (99.9, 99.5), ("MAML", 20, 1): (95.8, None),
+    ("raw-pixel nearest neighbour", 5, 1): (41.7, None),  # Vinyals et al.'s pixel baseline (cosine)
+}
+# Sinusoid: MAML's query MSE after one step in the Meta-SGD paper, by shots; the target is to match it.
+PUBLISHED_SINUSOID = {5: 1.13, 10: 0.77, 20: 0.48}
+
+
+def family(algorithm):
+    return next((name for name in ("Prototypical Networks", "Matching Networks", "MAML") if name in algorithm),
+                algorithm)
+
+
+def row_of(record):
+    """One table row's fields from a results file."""
+    if "evaluation" in record:  # tfmeta evaluate --output: evaluated here, trained as recorded
+        evaluation, trained = record["evaluation"], record["trained"]
+        return {**trained, **{key: evaluation[key] for key in ("ways", "shots", "accuracy", "ci95",
+                                                               "test_episodes")},
+                "command": f"{trained.get('training_command') or trained['command']}; then "
+                           f"{evaluation['command']}"}
+    return record
+
+
+def split_name(row):
+    return "Vinyals" if row.get("split", "").startswith("vinyals") else row.get("split", "?")
+
+
+def budget(row):
+    if not row.get("iterations"):
+        return "none"
+    meta_batch = row.get("meta_batch") or row.get("config", {}).get("meta_batch")
+    train_ways = row.get("train_ways") or row.get("config", {}).get("train_ways")
+    episodes = f"{meta_batch} episode{'s' if meta_batch != 1 else ''}"
+    if train_ways and train_ways != row.get("ways"):
+        episodes += f" ({train_ways}-way)"
+    return f"{row['iterations']:,} iterations × {episodes}, {row['train_seconds'] / 60:.0f} min"
+
+
+def classification_table(rows):
+    lines = ["| method | split | task | accuracy (95% interval) | test episodes | training (2-core CPU) | paper | "
+             "target | command |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in sorted(rows, key=lambda r: (family(r["algorithm"]), r["algorithm"], r["ways"], r["shots"])):
+        paper, target = PUBLISHED.get((family(row["algorithm"]), row["ways"], row["shots"]), (None, None))
+        accuracy = 100 * row["accuracy"]
+        verdict = "—" if target is None else (f"≥ {target}: met" if accuracy >= target else f"≥ {target}: **missed**")
+        lines.append(
+            f"| {row['algorithm']} | {split_name(row)} | {row['ways']}-way {row['shots']}-shot "
+            f"| {accuracy:.2f} ± {100 * row['ci95']:.2f}% "
+            f"| {row['test_episodes']:,} | {budget(row)} | {paper if paper is not None else '—'} | {verdict} "
+            f"| `{row['command']}` |")
+    return "\n".join(lines)
+
+
+def sinusoid_table(rows):
+    lines = ["| method | shots | MSE, no adaptation | MSE, 1 step | MSE, 10 steps | MAML in Meta-SGD paper (1 step) | "
+             "target | training (2-core CPU) | command |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in sorted(rows, key=lambda r: (r["algorithm"], r["shots"])):
+        paper = PUBLISHED_SINUSOID.get(row["shots"])
+        mse = {steps: f"{row[f'mse_{steps}_steps']:.3f} ± {row[f'ci95_{steps}_steps']:.3f}" for steps in (0, 1, 10)}
+        verdict = "—" if paper is None else (f"≤ {paper}: met" if row["mse_1_steps"] <= paper
+                                            else f"≤ {paper}: **missed**")
+        lines.append(f"| {row['algorithm']} | {row['shots']} | {mse[0]} | {mse[1]} | {mse[10]} | "
+                     f"{paper if paper is not None else '—'} | {verdict} | {budget(row)} | `{row['command']}` |")
+    return "\n".join(lines)
+
+
+def curve_of(row):
+    """The learning curve `{iteration: [...], val_accuracy: [...], ...}` of a training record."""
+    if "curve" in row:
+        return row["curve"]
+    if "val_accuracy" in row:  # records written before results.json held the whole curve
+        per_epoch = row["iterations"] // len(row["val_accuracy"])
+        return {"iteration": [per_epoch * (i + 1) for i in range(len(row["val_accuracy"]))],
+                "val_accuracy": row["val_accuracy"]}
+    return None
+
+
+def plot_curves(named_rows):
+    """One PNG per trained model with a recorded curve; returns their names."""
+    CURVES.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    for name, row in named_rows:
+        curve = curve_of(row)
+        if curve is not None:
+            plot_learning_curve({**row, "curve": curve}, CURVES / f"{name}.png")
+            drawn.append(name)
+    return drawn
+
+
+def tables(records):
+    classification = [row_of(r) for _, r in records if row_of(r).get("dataset") == "omniglot"]
+    sinusoid = [row_of(r) for _, r in records if row_of(r).get("dataset") == "sinusoid"]
+    curves = [f"[{name}](docs/figures/curves/{name}.png)" for name, r in records if curve_of(row_of(r))]
+    return {"results-omniglot": classification_table(classification), "results-sinusoid": sinusoid_table(sinusoid),
+            "results-curves": "Learning curves (validation accuracy, or loss, per epoch): " + ", ".join(curves) + "."}
+
+
+def replace_block(text, name, content):
+    pattern = re.compile(rf"(<!-- {name} -->\n).*?(<!-- /{name} -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"README.md lacks the <!-- {name} --> ... <!-- /{name} --> block")
+    return pattern.sub(lambda m: m.group(1) + content + "\n" + m.group(2), text)
+
+
+def load_records():
+    return [(path.stem, json.loads(path.read_text())) for path in sorted(RESULTS.glob("*.json"))]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check that README.md is up to date")
+    args = parser.parse_args(argv)
+    records = load_records()
+    readme = README.read_text()
+    updated = readme
+    for name, content in tables(records).items():
+        updated = replace_block(updated, name, content)
+    if args.check:
+        if updated != readme:
+            raise SystemExit("README.md's results tables differ from results/*.json: run python results/make_table.py")
+        return
+    README.write_text(updated)
+    drawn = plot_curves([(name, row_of(record)) for name, record in records])
+    print(f"wrote the README's tables from {len(records)} results files and {len(drawn)} curves to {CURVES}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
