@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from conftest import REPO
 from tfmeta import cli
 from tfmeta.experiments import config as run_config
 
@@ -110,3 +111,16 @@ def test_lake_split_trains_on_the_background_set_and_tests_on_lakes_runs(omniglo
 def test_lake_split_is_twenty_way_one_shot_only(omniglot_dir):
     with pytest.raises(SystemExit, match="Lake's runs are 20-way 1-shot; received --ways 5"):
         cli.main(["train", "--algorithm", "protonet", "--split", "lake", "--data-dir", str(omniglot_dir)])
+
+
+@pytest.mark.parametrize("card", sorted((REPO / "savedmodels").glob("*/model.json")), ids=lambda p: p.parent.name)
+def test_committed_savedmodels_reproduce_their_recorded_accuracy(card, omniglot_dir, capsys):
+    record = json.loads(card.read_text())
+    if record["task"] != "classification":
+        pytest.skip("a regressor")
+    split = "lake-runs" if record["split"] == "lake" else "vinyals-test"
+    cli.main(["evaluate", str(card.parent / str(record["version"])), "--split", split,
+              "--data-dir", str(omniglot_dir), "--episodes", str(record["test_episodes"])])
+    accuracy, _, episodes = reported_accuracy(capsys.readouterr().out)
+    assert int(episodes) == record["test_episodes"]
+    assert abs(float(accuracy) - 100 * record["accuracy"]) <= 100 * record["ci95"]
