@@ -1,9 +1,15 @@
 """What every few-shot learner shares: a Keras model over meta-batches of episodes."""
 
+import re
+
 import keras
 import tensorflow as tf
 
 from tfmeta.algorithms import episode_checks
+
+
+NON_FINITE = ("stop", "skip")
+NON_FINITE_MESSAGE = "Non-finite meta-loss or gradient at training step"
 
 
 class EpisodicModel(keras.Model):
@@ -48,13 +54,23 @@ class EpisodicModel(keras.Model):
         with tf.control_dependencies(self.check_labels_in_graph(episodes)):
             return {key: tf.identity(value) for key, value in episodes.items()}
 
-    def compile(self, optimizer="adam", metrics="auto", **kwargs):
-        """Configures meta-training: the outer optimizer and metrics.
+    def compile(self, optimizer="adam", metrics="auto", non_finite="stop", **kwargs):
+        """Configures meta-training: the outer optimizer, metrics, and what a non-finite step does.
 
         `metrics="auto"` reports query accuracy for classifiers. The loss
         belongs to the learner (it is part of the algorithm), so `loss=` is
-        refused here.
+        refused here. `non_finite`: when a step's loss or a gradient is NaN
+        or infinite, the step's changes (weights, optimizer state, moving
+        statistics) are undone, then `"stop"` ends training with a
+        `FloatingPointError` naming the step and `"skip"` goes on (the
+        `skipped_steps` log counts such steps per epoch). Clip gradients
+        with the optimizer's own `global_clipnorm`.
         """
+        if non_finite not in NON_FINITE:
+            raise ValueError(f"`non_finite` must be one of {NON_FINITE}; received non_finite={non_finite!r}.")
+        self.non_finite = non_finite
+        if getattr(self, "skipped_steps", None) is None:
+            self.skipped_steps = keras.metrics.Sum(name="skipped_steps")
         if kwargs.get("loss") is not None:
             raise ValueError(
                 f"{type(self).__name__} takes its loss in its constructor, as part of the algorithm; "
@@ -64,6 +80,12 @@ class EpisodicModel(keras.Model):
         if metrics == "auto":
             metrics = ["accuracy"] if self.is_classifier else []
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is not None:
+            config["non_finite"] = self.non_finite
+        return config
 
     def compile_from_config(self, config):
         # Keras skips this (with a warning) for models that override
@@ -85,15 +107,49 @@ class EpisodicModel(keras.Model):
     def predict_step(self, data):
         return self(self.episodes_of(data, need_query_y=False), training=False)
 
-    def update_metrics(self, loss, query_y, scores):
+    def update_metrics(self, loss, query_y, scores, counted=None):
         # Keras's documented pattern for a custom step: the "loss" metric
         # tracks the loss, the compiled metrics see labels and predictions.
+        # `counted` (a boolean) leaves a skipped step out of the means.
+        weight = None if counted is None else tf.cast(counted, tf.float32)
+        if counted is not None:
+            loss = tf.where(counted, loss, tf.zeros_like(loss))
         for metric in self.metrics:
             if metric.name == "loss":
-                metric.update_state(loss)
-            else:
-                metric.update_state(query_y, scores)
-        return {m.name: m.result() for m in self.metrics}
+                metric.update_state(loss, sample_weight=weight)
+            elif metric is not self.skipped_steps:  # counted by apply_update
+                metric.update_state(query_y, scores, sample_weight=weight)
+        return {m.name: m.result() for m in self.metrics
+                if m is not self.skipped_steps or self.non_finite == "skip"}
+
+    def _step_state(self):
+        """Every variable a training step may change."""
+        return [*self.trainable_variables, *self.non_trainable_variables, *self.optimizer.variables]
+
+    def state_before_step(self):
+        """The values of `_step_state`, read at the start of a training step (for `apply_update`)."""
+        return [tf.identity(variable.value) for variable in self._step_state()]
+
+    def apply_update(self, loss, gradients, variables, before, assignments=()):
+        """The outer update, undone if the loss or a gradient is not finite.
+
+        Applies `gradients` to `variables` and then `assignments` (variable,
+        value pairs). If anything was NaN or infinite, every variable of the
+        step returns to its value in `before` (`state_before_step`), and
+        `non_finite="stop"` raises (see `fit`). Returns whether the step counted.
+        """
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(tensor)) for tensor in [loss, *gradients]])
+        self.optimizer.apply(gradients, variables)
+        for variable, value in assignments:
+            variable.assign(value)
+        restored = [variable.assign(tf.where(finite, variable.value, old))
+                    for variable, old in zip(self._step_state(), before)]
+        if self.non_finite == "skip":
+            self.skipped_steps.update_state(1.0 - tf.cast(finite, tf.float32))
+            return finite
+        with tf.control_dependencies(restored):
+            tf.debugging.Assert(finite, [NON_FINITE_MESSAGE, self.optimizer.iterations + 1, "loss:", loss])
+        return finite
 
     def _check_data(self, data, need_query_y):
         episode_checks.check_episode_data(
@@ -106,7 +162,18 @@ class EpisodicModel(keras.Model):
         if validation_data is not None:
             self._check_data(validation_data, need_query_y=True)
         kwargs.setdefault("shuffle", False)  # episode streams are random already
-        return super().fit(x, y, validation_data=validation_data, **kwargs)
+        try:
+            return super().fit(x, y, validation_data=validation_data, **kwargs)
+        except tf.errors.InvalidArgumentError as error:
+            found = re.search(rf"{NON_FINITE_MESSAGE}\] \[(\d+)\] \[loss:\] \[([^\]]*)\]", error.message)
+            if not found:
+                raise
+            raise FloatingPointError(
+                f"{NON_FINITE_MESSAGE} {found.group(1)} (loss {found.group(2)}); training stopped with the "
+                "weights from before that step. Lower the learning rate, clip the outer gradients "
+                "(e.g. keras.optimizers.Adam(global_clipnorm=1.0), tfmeta train --clip-norm 1.0), check "
+                "the data for NaN, or compile(non_finite='skip') to skip such steps."
+            ) from None
 
     def evaluate(self, x=None, y=None, **kwargs):
         self._check_data(x, need_query_y=True)

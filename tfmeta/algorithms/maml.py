@@ -256,6 +256,7 @@ class MAML(EpisodicModel):
         return predictions.stack(), totals
 
     def train_step(self, data):
+        before = self.state_before_step()
         episodes = self.checked_episodes(self.episodes_of(data))
         variables = self.trainable_variables
         non_trainable = self.backbone.non_trainable_variables
@@ -286,10 +287,8 @@ class MAML(EpisodicModel):
         mean = [total / tf.cast(num_tasks, total.dtype) if fold is tf.add else total
                 for fold, total in zip(combine, totals)]
         loss, gradients, updates = mean[0], mean[1:1 + len(variables)], mean[1 + len(variables):]
-        self.optimizer.apply(gradients, variables)
-        for variable, value in zip(non_trainable, updates):
-            variable.assign(value)
-        return self.update_metrics(loss, episodes["query_y"], predictions)
+        counted = self.apply_update(loss, gradients, variables, before, zip(non_trainable, updates))
+        return self.update_metrics(loss, episodes["query_y"], predictions, counted)
 
     def call(self, episodes, training=False, inner_steps=None):
         """Adapts to each task's support set and predicts its queries.

@@ -100,14 +100,15 @@ class MetricLearner(EpisodicModel):
         raise NotImplementedError
 
     def train_step(self, data):
+        before = self.state_before_step()  # the forward pass updates BN moving statistics
         episodes = self.episodes_of(data)
         with tf.GradientTape() as tape:
             scores = self(episodes, training=True)
             loss = self.task_loss(episodes["query_y"], scores)
             scaled_loss = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
-        self.optimizer.apply(tape.gradient(scaled_loss, variables), variables)
-        return self.update_metrics(loss, episodes["query_y"], scores)
+        counted = self.apply_update(loss, tape.gradient(scaled_loss, variables), variables, before)
+        return self.update_metrics(loss, episodes["query_y"], scores, counted)
 
     def get_config(self):
         return {**super().get_config(), "embedding": keras.saving.serialize_keras_object(self.embedding)}

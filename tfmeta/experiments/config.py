@@ -76,6 +76,12 @@ def add_train_flags(parser):
     add_with_default("--iterations-per-epoch", type=int,
                      help="meta-iterations between validations, checkpoints and log points")
     add_with_default("--meta-lr", type=float, help="Adam learning rate of the outer update")
+    add("--clip-norm", type=float, help="clip the outer gradients to this global norm (default: no clipping)")
+    add("--skip-non-finite", action="store_true", default=None,
+        help="skip a step whose loss or gradient is NaN or infinite (default: stop training, naming the step)")
+    add("--deterministic", action="store_true", default=None,
+        help="enable TensorFlow's op determinism: with the same seed, a rerun gives identical weights on the "
+             "same machine (slower on GPUs)")
     add_with_default("--val-episodes", type=int, help="fixed validation episodes after each epoch")
     add_with_default("--test-episodes", type=int, help="fixed test episodes (sinusoid: test tasks)")
     add_with_default("--seed", type=int, help="seed of weights and training episodes")
@@ -123,7 +129,7 @@ def resolve(args):
         raise SystemExit("tfmeta train: sinusoid regression trains MAML only; received "
                          f"--algorithm {settings['algorithm']}")
     config = {**DEFAULTS["common"], **DEFAULTS.get((dataset, settings["algorithm"]), {}), **settings}
-    for flag in ("first_order", "learn_inner_lr", "fce", "learn_temperature"):
+    for flag in ("first_order", "learn_inner_lr", "fce", "learn_temperature", "skip_non_finite", "deterministic"):
         config[flag] = bool(config.get(flag))
     config.setdefault("train_ways", None)
     config.setdefault("train_queries", None)
@@ -132,6 +138,7 @@ def resolve(args):
                          f"same number of ways; received --ways {config['ways']} --train-ways "
                          f"{config['train_ways']}")
     config.setdefault("data_dir", None)
+    config.setdefault("clip_norm", None)
     prefix = dataset if config["split"] == "vinyals" else f"{dataset}-{config['split']}"
     config.setdefault("output_dir", f"runs/{prefix}-{config['algorithm']}-{config['ways']}w{config['shots']}s"
                       if dataset == "omniglot" else f"runs/sinusoid-maml-{config['shots']}shot")
@@ -152,5 +159,13 @@ def apply_process_settings(config):
     """
     if config.intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     return config
+
+
+def compile_for_training(model, config):
+    """Compiles `model` with the configured outer optimizer and fault handling."""
+    model.compile(optimizer=keras.optimizers.Adam(config.meta_lr, global_clipnorm=config.clip_norm),
+                  non_finite="skip" if config.skip_non_finite else "stop")

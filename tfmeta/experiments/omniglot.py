@@ -1,13 +1,13 @@
-"""Omniglot meta-training runs (Vinyals split): build a learner, train, test, write the run's files."""
+"""Omniglot meta-training runs (Vinyals or Lake split): build a learner, train, test, write the run's files."""
 
 import time
 
-import keras
 import tensorflow as tf
 
 import tfmeta
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments import reporting
+from tfmeta.experiments.config import compile_for_training
 
 NAMES = {"maml": "MAML", "matching": "Matching Networks", "protonet": "Prototypical Networks"}
 
@@ -98,7 +98,7 @@ def train_and_evaluate_omniglot(config):
                                  meta_batch_size=config.meta_batch)
     val = tfmeta.data.evaluation_episodes(splits["val"], *test_shape, config.val_episodes,
                                           meta_batch_size=min(config.val_episodes, 25))
-    model.compile(optimizer=keras.optimizers.Adam(config.meta_lr))
+    compile_for_training(model, config)
     files = reporting.RunFiles(config.output_dir)
     history, train_seconds = reporting.fit(model, train, val, config, files)
 

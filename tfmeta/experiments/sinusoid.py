@@ -6,6 +6,7 @@ import numpy as np
 import tfmeta
 from tfmeta.evaluation import mean_confidence_interval
 from tfmeta.experiments import reporting
+from tfmeta.experiments.config import compile_for_training
 from tfmeta.experiments.omniglot import run_name
 
 # Validation and test tasks come from their own seeds: fixed, and never seen in training.
@@ -55,7 +56,7 @@ def train_and_evaluate_sinusoid(config):
                        inner_steps=config.inner_steps, eval_inner_steps=config.eval_inner_steps,
                        first_order=config.first_order, learn_inner_lr=config.learn_inner_lr,
                        loss=keras.losses.MeanSquaredError())
-    maml.compile(optimizer=keras.optimizers.Adam(config.meta_lr))
+    compile_for_training(maml, config)
 
     def tasks(seed, num_tasks=None, meta_batch_size=None):
         return tfmeta.data.sinusoid_tasks(config.shots, config.queries, seed=seed, num_tasks=num_tasks,
