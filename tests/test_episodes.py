@@ -123,3 +123,16 @@ def test_bad_episode_arguments_name_the_problem(kwargs, message):
 def test_episodes_need_labelled_data():
     with pytest.raises(TypeError, match="LabelledData"):
         episodes(np.zeros([10, 2]), 2, 1, 1, seed=0)
+
+
+def test_a_stream_started_at_n_continues_the_stream_after_n_episodes():
+    data = LabelledData(np.arange(60, dtype=np.float32)[:, None], np.repeat(np.arange(6), 10))
+    whole = list(episodes(data, 3, 1, 2, seed=4, num_episodes=10).as_numpy_iterator())
+    resumed = list(episodes(data, 3, 1, 2, seed=4, num_episodes=6, start=4).as_numpy_iterator())
+    for expected, actual in zip(whole[4:], resumed):
+        np.testing.assert_array_equal(expected["support_x"], actual["support_x"])
+        np.testing.assert_array_equal(expected["query_x"], actual["query_x"])
+    endless = next(iter(episodes(data, 3, 1, 2, seed=4, start=9)))
+    np.testing.assert_array_equal(endless["query_x"], whole[9]["query_x"])
+    with pytest.raises(ValueError, match="start.*received start=-1"):
+        episodes(data, 3, 1, 2, seed=4, start=-1)

@@ -56,7 +56,7 @@ def _sample_indices(seed, class_start, class_count, ways, per_class, max_count):
     return tf.gather(class_start, classes)[:, tf.newaxis] + positions
 
 
-def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_size=None):
+def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_size=None, start=0):
     """A stream of N-way K-shot episodes drawn from labelled data.
 
     Each episode is a dict:
@@ -82,6 +82,8 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
         meta_batch_size: if given, episodes are batched into meta-batches with
             a static leading task axis of this size (a last partial batch is
             dropped).
+        start: index of the first episode: a stream resumed after `n`
+            episodes continues with `start=n`.
 
     Returns:
         A `tf.data.Dataset` of episode dicts.
@@ -98,7 +100,7 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
             "Wrap arrays with LabelledData(images, labels)."
         )
     check_episode_shape(data, ways, shots, queries)
-    check_stream_arguments(seed, "num_episodes", num_episodes, meta_batch_size)
+    check_stream_arguments(seed, "num_episodes", num_episodes, meta_batch_size, start)
 
     images = tf.constant(data.images)
     class_start = tf.constant(data.class_start, tf.int32)
@@ -116,25 +118,27 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
             "query_y": query_y,
         }
 
-    return seeded_stream(make_episode, seed, num_episodes, meta_batch_size)
+    return seeded_stream(make_episode, seed, num_episodes, meta_batch_size, start)
 
 
-def check_stream_arguments(seed, length_name, length, meta_batch_size):
-    """Raises a `ValueError` unless a task stream's seed, length and meta-batch size are valid."""
+def check_stream_arguments(seed, length_name, length, meta_batch_size, start=0):
+    """Raises a `ValueError` unless a task stream's seed, length, meta-batch size and start are valid."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"`seed` must be an integer; received seed={seed!r}.")
+    if isinstance(start, bool) or not isinstance(start, numbers.Integral) or start < 0:
+        raise ValueError(f"`start` must be a non-negative integer; received start={start!r}.")
     check_positive_int(length_name, length, allow_none=True)
     check_positive_int("meta_batch_size", meta_batch_size, allow_none=True)
 
 
-def seeded_stream(make_task, seed, num_tasks=None, meta_batch_size=None):
-    """A `tf.data` stream whose task `i` is `make_task(stateless seed of (seed, i))`.
+def seeded_stream(make_task, seed, num_tasks=None, meta_batch_size=None, start=0):
+    """A `tf.data` stream whose task `i` is `make_task(stateless seed of (seed, i))`, from `i = start`.
 
     The map runs in parallel and deterministically; `meta_batch_size` batches
     tasks with a static leading axis, dropping a last partial batch. Callers
     validate the arguments first (`check_stream_arguments`).
     """
-    indices = tf.data.Dataset.range(num_tasks) if num_tasks else tf.data.Dataset.counter()
+    indices = tf.data.Dataset.range(start, start + num_tasks) if num_tasks else tf.data.Dataset.counter(start)
     stream = indices.map(
         lambda index: make_task(tf.stack([tf.constant(seed, tf.int64), index])),
         num_parallel_calls=tf.data.AUTOTUNE,

@@ -13,7 +13,7 @@ def _check_range(name, value):
     return float(low), float(high)
 
 
-def sinusoid_tasks(shots, queries, seed, num_tasks=None, meta_batch_size=None,
+def sinusoid_tasks(shots, queries, seed, num_tasks=None, meta_batch_size=None, start=0,
                    amplitude_range=(0.1, 5.0), phase_range=(0.0, np.pi), x_range=(-5.0, 5.0)):
     """A stream of K-shot sinusoid regression tasks, `y = A sin(x - φ)`.
 
@@ -29,6 +29,7 @@ def sinusoid_tasks(shots, queries, seed, num_tasks=None, meta_batch_size=None,
         seed: integer seed of the stream.
         num_tasks: stream length; `None` for endless.
         meta_batch_size: if given, batch tasks with a static leading axis.
+        start: index of the first task (to resume a stream).
         amplitude_range, phase_range, x_range: the task distribution; the
             defaults are Finn et al.'s.
 
@@ -41,7 +42,7 @@ def sinusoid_tasks(shots, queries, seed, num_tasks=None, meta_batch_size=None,
     """
     check_positive_int("shots", shots)
     check_positive_int("queries", queries)
-    check_stream_arguments(seed, "num_tasks", num_tasks, meta_batch_size)
+    check_stream_arguments(seed, "num_tasks", num_tasks, meta_batch_size, start)
     amplitude_range = _check_range("amplitude_range", amplitude_range)
     phase_range = _check_range("phase_range", phase_range)
     x_range = _check_range("x_range", x_range)
@@ -62,4 +63,4 @@ def sinusoid_tasks(shots, queries, seed, num_tasks=None, meta_batch_size=None,
             "amplitude": amplitude, "phase": phase,
         }
 
-    return seeded_stream(make_task, seed, num_tasks, meta_batch_size)
+    return seeded_stream(make_task, seed, num_tasks, meta_batch_size, start)

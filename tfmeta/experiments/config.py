@@ -89,6 +89,9 @@ def add_train_flags(parser):
                      help="TensorFlow intra-op threads, 0 for TensorFlow's choice; on a CPU, 1 is faster "
                           "for MAML, whose task loop already keeps every core busy")
     add("--output-dir", help="where the run's files go (default: runs/<dataset>-<algorithm>-<ways>w<shots>s)")
+    add("--resume", action="store_true", default=None,
+        help="continue from the latest checkpoint in the output directory (after its last complete epoch, "
+             "on the episodes that follow), if there is one; the other settings must be the same")
     maml = parser.add_argument_group("MAML")
     maml.add_argument("--inner-lr", type=float, help=f"inner-loop step size ({_default_help('inner_lr')})")
     maml.add_argument("--inner-steps", type=int, help=f"inner steps in meta-training ({_default_help('inner_steps')})")
@@ -129,7 +132,8 @@ def resolve(args):
         raise SystemExit("tfmeta train: sinusoid regression trains MAML only; received "
                          f"--algorithm {settings['algorithm']}")
     config = {**DEFAULTS["common"], **DEFAULTS.get((dataset, settings["algorithm"]), {}), **settings}
-    for flag in ("first_order", "learn_inner_lr", "fce", "learn_temperature", "skip_non_finite", "deterministic"):
+    for flag in ("first_order", "learn_inner_lr", "fce", "learn_temperature", "skip_non_finite", "deterministic",
+                 "resume"):
         config[flag] = bool(config.get(flag))
     config.setdefault("train_ways", None)
     config.setdefault("train_queries", None)

@@ -94,13 +94,16 @@ def train_and_evaluate_omniglot(config):
     model = build_model(config)
     test_shape = (config.ways, config.shots, config.queries)
     train_shape = (config.train_ways or config.ways, config.shots, config.train_queries or config.queries)
-    train = tfmeta.data.episodes(splits["train"], *train_shape, seed=config.seed,
-                                 meta_batch_size=config.meta_batch)
+
+    def train(meta_batch):  # the training stream from meta-batch `meta_batch` on
+        return tfmeta.data.episodes(splits["train"], *train_shape, seed=config.seed,
+                                    meta_batch_size=config.meta_batch, start=meta_batch * config.meta_batch)
+
     val = tfmeta.data.evaluation_episodes(splits["val"], *test_shape, config.val_episodes,
                                           meta_batch_size=min(config.val_episodes, 25))
     compile_for_training(model, config)
     files = reporting.RunFiles(config.output_dir)
-    history, train_seconds = reporting.fit(model, train, val, config, files)
+    model, history, train_seconds = reporting.fit(model, train, val, config, files)
 
     test, num_test = _test_episodes(config, test_shape)
     print(f"Testing on {num_test} fixed {config.split} test episodes:")

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import pathlib
 import shlex
 import sys
@@ -25,9 +26,10 @@ def command_line():
 class RunFiles:
     """The files of a run in its output directory.
 
-    `model.keras` (the model, rewritten after every epoch, so a stopped run
-    leaves its last epoch), `results.json`, `learning_curve.png` (needs
-    matplotlib) and `logs/` (TensorBoard: `tensorboard --logdir <dir>/logs`).
+    `model.keras` and `results.json` (written at the end),
+    `learning_curve.png` (needs matplotlib), `logs/` (TensorBoard:
+    `tensorboard --logdir <dir>/logs`) and `checkpoints/` (the model,
+    optimizer state and progress after the latest epoch, for `--resume`).
     """
 
     def __init__(self, directory):
@@ -37,14 +39,8 @@ class RunFiles:
         self.results = self.directory / "results.json"
         self.curve = self.directory / "learning_curve.png"
         self.logs = self.directory / "logs"
-
-    def callbacks(self):
-        callbacks = [keras.callbacks.ModelCheckpoint(str(self.model))]
-        if importlib.util.find_spec("tensorboard") is None:
-            print("no TensorBoard logs: install tensorboard (it comes with tensorflow and tfmeta[cpu])")
-        else:
-            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.logs)))
-        return callbacks
+        self.checkpoints = self.directory / "checkpoints"
+        self.latest = self.checkpoints / "latest.json"
 
     def write(self, model, results):
         model.save(self.model)
@@ -58,25 +54,102 @@ class RunFiles:
         print(f"wrote {', '.join(str(path) for path in written)}")
 
 
+# Settings a resumed run may change: they do not change what is computed.
+RESUMABLE_CHANGES = ("resume", "intra_op_threads", "output_dir")
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Saves the model (with optimizer state) and the run's progress after every epoch.
+
+    Each save is complete before it becomes visible: the model goes to a
+    temporary name and is renamed to `checkpoints/epoch-NNNN.keras`, then
+    `checkpoints/latest.json` (epoch, model file, history so far, training
+    seconds, settings) is replaced the same way, and only then are older
+    checkpoints deleted. A process killed at any moment leaves a
+    `latest.json` that names a complete model.
+    """
+
+    def __init__(self, files, config, history, seconds_before):
+        super().__init__()
+        self.files, self.config = files, config
+        self.history = history
+        self.seconds_before = seconds_before
+        self.start = time.time()
+
+    @property
+    def seconds(self):
+        return self.seconds_before + time.time() - self.start
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self.files.checkpoints.mkdir(exist_ok=True)
+        name = f"epoch-{epoch + 1:04d}.keras"
+        temporary = self.files.checkpoints / f".partial-{name}"
+        self.model.save(temporary)
+        os.replace(temporary, self.files.checkpoints / name)
+        state = {"epoch": epoch + 1, "model": name, "history": self.history,
+                 "train_seconds": self.seconds, "config": vars(self.config)}
+        temporary = self.files.checkpoints / ".partial-latest.json"
+        temporary.write_text(json.dumps(state, indent=1))
+        os.replace(temporary, self.files.latest)
+        for old in self.files.checkpoints.glob("epoch-*.keras"):
+            if old.name != name:
+                old.unlink()
+
+
 def epochs_of(config):
     per_epoch = min(config.iterations_per_epoch, config.iterations)
     return per_epoch, max(1, config.iterations // per_epoch)
 
 
-def fit(model, train, validation, config, files):
-    """`model.fit` for `config.iterations` meta-iterations; returns the history and the seconds it took."""
+def _resume(model, config, files):
+    """`(model, first epoch, history, seconds)`: from the latest checkpoint if resuming, else fresh."""
+    if not (config.resume and files.latest.is_file()):
+        if config.resume:
+            print(f"nothing to resume in {files.checkpoints}: starting from scratch")
+        return model, 0, {}, 0.0
+    state = json.loads(files.latest.read_text())
+    changed = sorted(key for key in set(state["config"]) | set(vars(config))
+                     if key not in RESUMABLE_CHANGES and state["config"].get(key) != vars(config).get(key))
+    if changed:
+        settings = ", ".join(f"{key}={state['config'].get(key)!r}" for key in changed)
+        raise SystemExit(f"tfmeta train --resume: the checkpoint in {files.checkpoints} was made with other "
+                         f"settings: {settings}")
+    print(f"resuming after epoch {state['epoch']} from {files.checkpoints / state['model']}")
+    model = keras.models.load_model(files.checkpoints / state["model"])
+    return model, state["epoch"], state["history"], state["train_seconds"]
+
+
+def fit(model, train_stream, validation, config, files):
+    """Meta-trains for `config.iterations` meta-iterations, checkpointing every epoch.
+
+    `train_stream(start)` is the training stream from meta-batch `start`
+    on; with `config.resume`, training continues after the latest
+    checkpoint, on the meta-batches that follow it. Returns the model (the
+    checkpoint's when resuming), the history of every epoch and the
+    training seconds, interruptions excluded.
+    """
     per_epoch, epochs = epochs_of(config)
-    start = time.time()
-    history = model.fit(train, steps_per_epoch=per_epoch, epochs=epochs, validation_data=validation,
-                        callbacks=files.callbacks(), verbose=1 if sys.stdout.isatty() else 2)
-    return history, time.time() - start
+    model, initial_epoch, history, seconds = _resume(model, config, files)
+    checkpoint = Checkpoint(files, config, history, seconds)
+    callbacks = [checkpoint]
+    if importlib.util.find_spec("tensorboard") is None:
+        print("no TensorBoard logs: install tensorboard (it comes with tensorflow and tfmeta[cpu])")
+    else:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(files.logs)))
+    if initial_epoch < epochs:
+        model.fit(train_stream(initial_epoch * per_epoch), steps_per_epoch=per_epoch, epochs=epochs,
+                  initial_epoch=initial_epoch, validation_data=validation, callbacks=callbacks,
+                  verbose=1 if sys.stdout.isatty() else 2)
+    return model, checkpoint.history, checkpoint.seconds
 
 
 def training_record(history, config, train_seconds):
     """The part of results.json that describes training: budget, curve, configuration, command."""
     per_epoch, epochs = epochs_of(config)
     curve = {"iteration": [per_epoch * (epoch + 1) for epoch in range(epochs)]}
-    curve.update({key: [round(float(value), 5) for value in values] for key, values in history.history.items()})
+    curve.update({key: [round(float(value), 5) for value in values] for key, values in history.items()})
     return {
         "iterations": per_epoch * epochs, "meta_batch": config.meta_batch,
         "episodes_seen": per_epoch * epochs * config.meta_batch, "train_seconds": round(train_seconds, 1),

@@ -58,14 +58,16 @@ def train_and_evaluate_sinusoid(config):
                        loss=keras.losses.MeanSquaredError())
     compile_for_training(maml, config)
 
-    def tasks(seed, num_tasks=None, meta_batch_size=None):
+    def tasks(seed, num_tasks=None, meta_batch_size=None, start=0):
         return tfmeta.data.sinusoid_tasks(config.shots, config.queries, seed=seed, num_tasks=num_tasks,
-                                          meta_batch_size=meta_batch_size)
+                                          meta_batch_size=meta_batch_size, start=start)
 
-    train = tasks(config.seed, meta_batch_size=config.meta_batch)
+    def train(meta_batch):  # the training stream from meta-batch `meta_batch` on
+        return tasks(config.seed, meta_batch_size=config.meta_batch, start=meta_batch * config.meta_batch)
+
     validation = tasks(VALIDATION_SEED + config.seed, config.val_episodes, min(config.val_episodes, 100))
     files = reporting.RunFiles(config.output_dir)
-    history, train_seconds = reporting.fit(maml, train, validation, config, files)
+    maml, history, train_seconds = reporting.fit(maml, train, validation, config, files)
 
     test = tasks(TEST_SEED + config.seed, config.test_episodes, min(config.test_episodes, 100))
     results = {"algorithm": run_name(config), "dataset": "sinusoid", "shots": config.shots,

@@ -1,0 +1,71 @@
+"""A training process killed mid-run resumes where it stopped and ends where an uninterrupted run ends."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from tfmeta.experiments import config as run_config
+from tfmeta.experiments import reporting
+
+EPOCHS = 30
+
+
+def train_command(omniglot_dir, output, *extra):
+    return [sys.executable, "-m", "tfmeta", "train", "--algorithm", "protonet", "--deterministic", "--seed", "5",
+            "--data-dir", str(omniglot_dir), "--ways", "3", "--train-ways", "4", "--queries", "2",
+            "--train-queries", "2", "--iterations", str(EPOCHS), "--iterations-per-epoch", "1",
+            "--val-episodes", "2", "--test-episodes", "4", "--output-dir", str(output), *extra]
+
+
+def test_sigkilled_training_resumes_to_the_same_weights_as_an_uninterrupted_run(omniglot_dir, tmp_path):
+    subprocess.run(train_command(omniglot_dir, tmp_path / "whole"), check=True, capture_output=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(train_command(omniglot_dir, killed), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    latest = killed / "checkpoints" / "latest.json"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and process.poll() is None:
+            if latest.is_file() and json.loads(latest.read_text())["epoch"] >= 3:
+                break
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    state = json.loads(latest.read_text())  # whatever moment the kill came, the checkpoint is whole
+    assert 3 <= state["epoch"] < EPOCHS, "the run should have been killed mid-way"
+    keras.models.load_model(killed / "checkpoints" / state["model"])
+    assert not (killed / "results.json").exists()
+
+    resumed = subprocess.run(train_command(omniglot_dir, killed, "--resume"), capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after epoch" in resumed.stdout
+    results = {run: json.loads((tmp_path / run / "results.json").read_text()) for run in ("whole", "killed")}
+    assert len(results["killed"]["curve"]["loss"]) == EPOCHS
+    np.testing.assert_allclose(results["killed"]["curve"]["loss"], results["whole"]["curve"]["loss"], rtol=1e-6)
+    weights = [keras.models.load_model(tmp_path / run / "model.keras").get_weights() for run in ("whole", "killed")]
+    for whole, resumed_weights in zip(*weights):
+        np.testing.assert_array_equal(whole, resumed_weights)
+    assert results["killed"]["accuracy"] == results["whole"]["accuracy"]
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == [f"epoch-{EPOCHS:04d}.keras", "latest.json"]
+
+
+def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path):
+    parser = run_config.train_parser()
+    config = run_config.resolve(parser.parse_args(["--algorithm", "protonet", "--output-dir", str(tmp_path)]))
+    files = reporting.RunFiles(tmp_path)
+    files.checkpoints.mkdir()
+    files.latest.write_text(json.dumps({"epoch": 1, "model": "epoch-0001.keras", "history": {},
+                                        "train_seconds": 1.0, "config": {**vars(config), "meta_lr": 0.5}}))
+    resumed = run_config.resolve(parser.parse_args(["--algorithm", "protonet", "--output-dir", str(tmp_path),
+                                                    "--resume"]))
+    with pytest.raises(SystemExit, match=r"other settings: meta_lr=0.5"):
+        reporting.fit(None, None, None, resumed, files)
