@@ -25,7 +25,8 @@ def reported_accuracy(output):
 
 def test_train_evaluate_export_and_evaluate_the_export_on_real_omniglot(omniglot_dir, tmp_path):
     settings = {"algorithm": "maml", "ways": 3, "meta_batch": 2, "queries": 2, "inner_steps": 1,
-                "eval_inner_steps": 2, "iterations": 2, "iterations_per_epoch": 1, "val_episodes": 2}
+                "eval_inner_steps": 2, "iterations": 2, "iterations_per_epoch": 1, "val_episodes": 2,
+                "distribute": "mirrored"}  # one replica here: the strategy code path, end to end
     (tmp_path / "run.json").write_text(json.dumps(settings))
     run = tmp_path / "run"
     trained = tfmeta("train", "--config", tmp_path / "run.json", "--data-dir", omniglot_dir,

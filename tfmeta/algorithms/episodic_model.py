@@ -95,6 +95,28 @@ class EpisodicModel(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def mean_loss(self, y_true, y_pred):
+        """`task_loss` as a plain mean over the examples.
+
+        Under a tf.distribute strategy, Keras `Loss` objects divide their
+        mean by the number of replicas (so that gradients summed over
+        replicas average). A task's loss must not depend on how many
+        replicas run, or MAML's inner steps would shrink; `apply_update`
+        weighs each replica's gradients instead.
+        """
+        if isinstance(self.task_loss, keras.losses.Loss):
+            values = self.task_loss.call(y_true, tf.cast(y_pred, self.task_loss.dtype))
+        else:
+            values = self.task_loss(y_true, y_pred)
+        return tf.reduce_mean(values)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Keras builds metrics from (x, y); an episode's labels live in x.
+        # (Under a tf.distribute strategy, fit builds them this way first.)
+        if y is None and isinstance(x, dict):
+            y = x.get("query_y")
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
     def episodes_of(self, data, need_query_y=True):
         """The episode dict of a step's data."""
         return episode_checks.unpack(data, need_query_y)
@@ -102,7 +124,7 @@ class EpisodicModel(keras.Model):
     def test_step(self, data):
         episodes = self.episodes_of(data)
         scores = self(episodes, training=False)
-        return self.update_metrics(self.task_loss(episodes["query_y"], scores), episodes["query_y"], scores)
+        return self.update_metrics(self.mean_loss(episodes["query_y"], scores), episodes["query_y"], scores)
 
     def predict_step(self, data):
         return self(self.episodes_of(data, need_query_y=False), training=False)
@@ -130,15 +152,26 @@ class EpisodicModel(keras.Model):
         """The values of `_step_state`, read at the start of a training step (for `apply_update`)."""
         return [tf.identity(variable.value) for variable in self._step_state()]
 
-    def apply_update(self, loss, gradients, variables, before, assignments=()):
+    def apply_update(self, loss, gradients, variables, before, tasks, assignments=()):
         """The outer update, undone if the loss or a gradient is not finite.
 
-        Applies `gradients` to `variables` and then `assignments` (variable,
-        value pairs). If anything was NaN or infinite, every variable of the
-        step returns to its value in `before` (`state_before_step`), and
+        `gradients` are the mean over this replica's `tasks` tasks. Under a
+        tf.distribute strategy they are weighed by this replica's share of
+        all tasks, so that the optimizer's sum over replicas is the mean over
+        the global meta-batch, as on one device. Applies them to `variables`
+        and then `assignments` (variable, value pairs). If anything was NaN
+        or infinite on any replica, every variable of the step returns to
+        its value in `before` (`state_before_step`), and
         `non_finite="stop"` raises (see `fit`). Returns whether the step counted.
         """
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(tensor)) for tensor in [loss, *gradients]])
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            local = tf.cast(tasks, tf.float32)
+            share = local / replica.all_reduce(tf.distribute.ReduceOp.SUM, local)
+            gradients = [gradient * tf.cast(share, gradient.dtype) for gradient in gradients]
+            failures = replica.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+            finite = tf.equal(failures, 0.0)
         self.optimizer.apply(gradients, variables)
         for variable, value in assignments:
             variable.assign(value)

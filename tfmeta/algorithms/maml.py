@@ -190,15 +190,15 @@ class MAML(EpisodicModel):
 
     def _learning_rates(self):
         if self.learn_inner_lr:
-            return [lr.value for lr in self.inner_lrs]
+            return [tf.convert_to_tensor(lr) for lr in self.inner_lrs]
         return [self.inner_lr] * len(self.backbone.trainable_variables)
 
     def _adapt_and_predict(self, task, steps, training):
         return adapt_and_predict(
             self.backbone,
-            [v.value for v in self.backbone.trainable_variables],
-            [v.value for v in self.backbone.non_trainable_variables],
-            task, self.task_loss, self._learning_rates(), steps, self.first_order, training,
+            [tf.convert_to_tensor(v) for v in self.backbone.trainable_variables],
+            [tf.convert_to_tensor(v) for v in self.backbone.non_trainable_variables],
+            task, self.mean_loss, self._learning_rates(), steps, self.first_order, training,
         )
 
     @property
@@ -264,7 +264,7 @@ class MAML(EpisodicModel):
         def task_fn(task):
             with tf.GradientTape() as tape:
                 predictions, updates = self._adapt_and_predict(task, self.inner_steps, True)
-                loss = self.task_loss(task["query_y"], predictions)
+                loss = self.mean_loss(task["query_y"], predictions)
                 # A loss-scaling optimizer (mixed precision) unscales in apply().
                 scaled_loss = self.optimizer.scale_loss(loss)
             gradients = tape.gradient(scaled_loss, variables, unconnected_gradients=_ZERO)
@@ -287,7 +287,7 @@ class MAML(EpisodicModel):
         mean = [total / tf.cast(num_tasks, total.dtype) if fold is tf.add else total
                 for fold, total in zip(combine, totals)]
         loss, gradients, updates = mean[0], mean[1:1 + len(variables)], mean[1 + len(variables):]
-        counted = self.apply_update(loss, gradients, variables, before, zip(non_trainable, updates))
+        counted = self.apply_update(loss, gradients, variables, before, num_tasks, zip(non_trainable, updates))
         return self.update_metrics(loss, episodes["query_y"], predictions, counted)
 
     def call(self, episodes, training=False, inner_steps=None):

@@ -104,10 +104,11 @@ class MetricLearner(EpisodicModel):
         episodes = self.episodes_of(data)
         with tf.GradientTape() as tape:
             scores = self(episodes, training=True)
-            loss = self.task_loss(episodes["query_y"], scores)
+            loss = self.mean_loss(episodes["query_y"], scores)
             scaled_loss = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
-        counted = self.apply_update(loss, tape.gradient(scaled_loss, variables), variables, before)
+        counted = self.apply_update(loss, tape.gradient(scaled_loss, variables), variables, before,
+                                    tf.shape(episodes["query_y"])[0])
         return self.update_metrics(loss, episodes["query_y"], scores, counted)
 
     def get_config(self):

@@ -1,15 +1,26 @@
 """Meta-training runs as the `tfmeta train` command and the examples run them."""
 
-from tfmeta.experiments.config import ALGORITHMS, DATASETS, parse_train_config, train_parser
+from tfmeta.experiments.config import (
+    ALGORITHMS,
+    DATASETS,
+    distribution_strategy,
+    parse_train_config,
+    train_parser,
+)
 from tfmeta.experiments.omniglot import build_model, train_and_evaluate_omniglot
 from tfmeta.experiments.sinusoid import train_and_evaluate_sinusoid
 
 
 def train(config):
-    """Runs a resolved configuration (`parse_train_config`); returns its results."""
-    if config.dataset == "sinusoid":
-        return train_and_evaluate_sinusoid(config)
-    return train_and_evaluate_omniglot(config)
+    """Runs a resolved configuration (`parse_train_config`); returns its results.
+
+    Models are built, trained and tested inside the configured
+    tf.distribute strategy's scope (`--distribute`).
+    """
+    with distribution_strategy(config).scope():
+        if config.dataset == "sinusoid":
+            return train_and_evaluate_sinusoid(config)
+        return train_and_evaluate_omniglot(config)
 
 
 __all__ = [

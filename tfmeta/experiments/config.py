@@ -17,7 +17,7 @@ DEFAULTS = {
     "common": {
         "dataset": "omniglot", "split": "vinyals", "ways": 5, "shots": 1, "queries": 15, "meta_batch": 32,
         "iterations": 2000, "iterations_per_epoch": 100, "meta_lr": 1e-3, "val_episodes": 100,
-        "test_episodes": 1000, "seed": 0, "intra_op_threads": 0, "inner_lr": 0.4, "inner_steps": 1,
+        "test_episodes": 1000, "seed": 0, "intra_op_threads": 0, "distribute": "none", "inner_lr": 0.4, "inner_steps": 1,
         "eval_inner_steps": 3, "pooling": "stride", "fce_steps": 5, "temperature": 1.0,
     },
     ("omniglot", "protonet"): {"train_ways": 60, "train_queries": 5, "meta_batch": 1, "iterations": 5000,
@@ -79,6 +79,9 @@ def add_train_flags(parser):
     add("--clip-norm", type=float, help="clip the outer gradients to this global norm (default: no clipping)")
     add("--skip-non-finite", action="store_true", default=None,
         help="skip a step whose loss or gradient is NaN or infinite (default: stop training, naming the step)")
+    add("--distribute", choices=("none", "mirrored"),
+        help="none: one device; mirrored: data-parallel over every local GPU (tf.distribute.MirroredStrategy), "
+             "each replica taking an equal share of the meta-batch (default: none)")
     add("--deterministic", action="store_true", default=None,
         help="enable TensorFlow's op determinism: with the same seed, a rerun gives identical weights on the "
              "same machine (slower on GPUs)")
@@ -167,6 +170,19 @@ def apply_process_settings(config):
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     return config
+
+
+def distribution_strategy(config):
+    """The tf.distribute strategy a run asks for (the default strategy for one device)."""
+    if config.distribute == "none":
+        return tf.distribute.get_strategy()
+    strategy = tf.distribute.MirroredStrategy()
+    if config.meta_batch % strategy.num_replicas_in_sync:
+        raise SystemExit(f"tfmeta train: --meta-batch {config.meta_batch} does not split evenly over "
+                         f"{strategy.num_replicas_in_sync} replicas")
+    print(f"data-parallel over {strategy.num_replicas_in_sync} replica(s): "
+          f"{', '.join(strategy.extended.worker_devices)}")
+    return strategy
 
 
 def compile_for_training(model, config):
