@@ -266,7 +266,7 @@ def test_cli_exports_a_saved_keras_model_with_its_results(exported, tmp_path):
     card = json.loads((output / "model.json").read_text())
     assert card["training_command"] == results["command"] and card["accuracy"] == 0.9
     assert card["meta_batch"] == 32 and card["maml"]["inner_steps"] == 2
-    assert card["pixels"].startswith("float32 in [0, 1]") and card["input_range"] == [0.0, 1.0]
+    assert card["input_convention"].startswith("pixels float32 in [0, 1]") and card["input_range"] == [0.0, 1.0]
     serve = tf.saved_model.load(str(output / "1")).signatures["serving_default"]
     expected = tf.nn.softmax(model({k: tf.constant(v[:1]) for k, v in episodes.items()}, inner_steps=2))[0]
     np.testing.assert_allclose(serve(**single_task_request(episodes))["probabilities"], expected, atol=1e-5)

@@ -4,9 +4,11 @@ import argparse
 import json
 import pathlib
 
-# Pixel conventions of the datasets tfmeta trains on, by results.json "dataset".
+# The inputs of the datasets tfmeta trains on, by results.json "dataset": the
+# range a served model accepts, and the convention model.json states.
 DATASET_INPUTS = {
-    "omniglot": {"input_range": (0.0, 1.0), "pixels": "float32 in [0, 1]: ink 1.0, background 0.0"},
+    "omniglot": ((0.0, 1.0), "pixels float32 in [0, 1]: ink 1.0, background 0.0 (28x28, area-downsampled)"),
+    "sinusoid": ((-5.0, 5.0), "x float32 in [-5, 5]; support_y = A sin(x - phase), A in [0.1, 5], phase in [0, pi]"),
 }
 
 # What model.json takes over from a training run's results.json.
@@ -22,8 +24,8 @@ def _export_metadata(results):
             metadata[key] = config[key]
     if "command" in results:
         metadata["training_command"] = results["command"]
-    metadata.update({key: value for key, value in DATASET_INPUTS.get(results.get("dataset"), {}).items()
-                     if key == "pixels"})
+    if results.get("dataset") in DATASET_INPUTS:
+        metadata["input_convention"] = DATASET_INPUTS[results["dataset"]][1]
     return metadata
 
 
@@ -37,8 +39,8 @@ def export(args):
         raise SystemExit(f"tfmeta export: no results file at {results_path}")
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     input_range = args.input_range
-    if input_range is None:
-        input_range = DATASET_INPUTS.get(results.get("dataset"), {}).get("input_range")
+    if input_range is None and results.get("dataset") in DATASET_INPUTS:
+        input_range = DATASET_INPUTS[results["dataset"]][0]
 
     import keras
 
@@ -125,7 +127,7 @@ def parser():
                                     "eval_inner_steps)")
     export_parser.add_argument("--input-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                                help="refuse requests with inputs outside [LOW, HIGH] (default: the "
-                                    "dataset's, [0, 1] for Omniglot; none if unknown)")
+                                    "dataset's: [0, 1] for Omniglot, [-5, 5] for sinusoid; none if unknown)")
     export_parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
     export_parser.set_defaults(run=export)
     return main
