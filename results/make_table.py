@@ -1,7 +1,10 @@
 """Writes the README's results tables and learning-curve figures from the JSON files in results/.
 
-    python results/make_table.py          # rewrite README.md's tables and docs/figures/curves/
-    python results/make_table.py --check  # fail if README.md is not what the JSON files say
+    python results/make_table.py          # rewrite the README tables and docs/figures/curves/
+    python results/make_table.py --check  # fail if a README is not what the JSON files say
+
+The tables: README.md's results (from results/*.json) and
+savedmodels/README.md's models (from savedmodels/*/model.json).
 
 Each JSON file is what a run wrote: `tfmeta train`'s results.json, or
 `tfmeta evaluate --output`'s file (an evaluation plus the trained model's
@@ -19,6 +22,7 @@ from tfmeta.experiments.reporting import plot_learning_curve
 RESULTS = pathlib.Path(__file__).resolve().parent
 REPO = RESULTS.parent
 README = REPO / "README.md"
+SAVEDMODELS_README = REPO / "savedmodels" / "README.md"
 CURVES = REPO / "docs" / "figures" / "curves"
 
 # Published accuracy and this project's target, by (method family, ways, shots), Omniglot.
@@ -123,6 +127,22 @@ def tables(records):
             "results-curves": "Learning curves (validation accuracy, or loss, per epoch): " + ", ".join(curves) + "."}
 
 
+def savedmodels_table():
+    """The table of savedmodels/README.md, from each exported model's model.json."""
+    lines = ["| name | model | task | accuracy (model.json) | trained with |", "| --- | --- | --- | --- | --- |"]
+    for card_path in sorted((REPO / "savedmodels").glob("*/model.json")):
+        card = json.loads(card_path.read_text())
+        if card["task"] == "classification":
+            task = f"{card['ways']}-way {card['shots']}-shot, {split_name(card)}"
+            score = f"{100 * card['accuracy']:.2f} ± {100 * card['ci95']:.2f}% ({card['test_episodes']:,} episodes)"
+        else:
+            task = f"{card['shots']}-shot sinusoid regression"
+            score = "see results/"
+        lines.append(f"| `{card_path.parent.name}` | {card['algorithm']} | {task} | {score} | "
+                     f"`{card['training_command']}` |")
+    return "\n".join(lines)
+
+
 def replace_block(text, name, content):
     pattern = re.compile(rf"(<!-- {name} -->\n).*?(<!-- /{name} -->)", re.S)
     if not pattern.search(text):
@@ -139,15 +159,19 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="only check that README.md is up to date")
     args = parser.parse_args(argv)
     records = load_records()
-    readme = README.read_text()
-    updated = readme
-    for name, content in tables(records).items():
-        updated = replace_block(updated, name, content)
+    readmes = {README: tables(records), SAVEDMODELS_README: {"savedmodels": savedmodels_table()}}
+    for path, blocks in readmes.items():
+        text = path.read_text()
+        updated = text
+        for name, content in blocks.items():
+            updated = replace_block(updated, name, content)
+        if args.check and updated != text:
+            raise SystemExit(f"{path.relative_to(REPO)}'s tables differ from the JSON files: run "
+                             "python results/make_table.py")
+        if not args.check:
+            path.write_text(updated)
     if args.check:
-        if updated != readme:
-            raise SystemExit("README.md's results tables differ from results/*.json: run python results/make_table.py")
         return
-    README.write_text(updated)
     drawn = plot_curves([(name, row_of(record)) for name, record in records])
     print(f"wrote the README's tables from {len(records)} results files and {len(drawn)} curves to {CURVES}")
 
