@@ -117,6 +117,22 @@ class EpisodicModel(keras.Model):
             y = x.get("query_y")
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy, Keras 3 builds a model from its first
+        # batch, averaged over replicas with `strategy.reduce`, which
+        # MultiWorkerMirroredStrategy cannot do for dict batches. Episodic
+        # models are built when constructed; build the optimizer and the
+        # compiled metrics (labels [tasks, queries], scores [tasks, queries,
+        # ways]) directly instead.
+        if self.distribute_strategy is None or not self.compiled:
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        with self.distribute_strategy.scope():
+            if not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
+            if self._compile_metrics is not None and not self._compile_metrics.built:
+                self._compile_metrics.build(keras.KerasTensor((None, None), "int32"),
+                                            keras.KerasTensor((None, None, None), "float32"))
+
     def episodes_of(self, data, need_query_y=True):
         """The episode dict of a step's data."""
         return episode_checks.unpack(data, need_query_y)
@@ -141,8 +157,14 @@ class EpisodicModel(keras.Model):
                 metric.update_state(loss, sample_weight=weight)
             elif metric is not self.skipped_steps:  # counted by apply_update
                 metric.update_state(query_y, scores, sample_weight=weight)
-        return {m.name: m.result() for m in self.metrics
+        logs = {m.name: m.result() for m in self.metrics
                 if m is not self.skipped_steps or self.non_finite == "skip"}
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 averages logs over multi-worker replicas with
+            # strategy.reduce(..., axis=0), which fails on scalars
+            # (tensorflow/tensorflow#72388): give it vectors of one.
+            logs = keras.tree.map_structure(lambda value: tf.reshape(value, [1]), logs)
+        return logs
 
     def _step_state(self):
         """Every variable a training step may change."""

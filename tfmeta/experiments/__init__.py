@@ -4,6 +4,7 @@ from tfmeta.experiments.config import (
     ALGORITHMS,
     DATASETS,
     distribution_strategy,
+    for_this_worker,
     parse_train_config,
     train_parser,
 )
@@ -17,7 +18,9 @@ def train(config):
     Models are built, trained and tested inside the configured
     tf.distribute strategy's scope (`--distribute`).
     """
-    with distribution_strategy(config).scope():
+    strategy = distribution_strategy(config)
+    config = for_this_worker(config, strategy)
+    with strategy.scope():
         if config.dataset == "sinusoid":
             return train_and_evaluate_sinusoid(config)
         return train_and_evaluate_omniglot(config)

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import pathlib
 
 import keras
@@ -79,9 +80,10 @@ def add_train_flags(parser):
     add("--clip-norm", type=float, help="clip the outer gradients to this global norm (default: no clipping)")
     add("--skip-non-finite", action="store_true", default=None,
         help="skip a step whose loss or gradient is NaN or infinite (default: stop training, naming the step)")
-    add("--distribute", choices=("none", "mirrored"),
-        help="none: one device; mirrored: data-parallel over every local GPU (tf.distribute.MirroredStrategy), "
-             "each replica taking an equal share of the meta-batch (default: none)")
+    add("--distribute", choices=("none", "mirrored", "multiworker"),
+        help="none: one device; mirrored: data-parallel over every local GPU (tf.distribute.MirroredStrategy); "
+             "multiworker: over several hosts (MultiWorkerMirroredStrategy; run the same command on every host, "
+             "each with its TF_CONFIG). Each replica takes an equal share of the meta-batch (default: none)")
     add("--deterministic", action="store_true", default=None,
         help="enable TensorFlow's op determinism: with the same seed, a rerun gives identical weights on the "
              "same machine (slower on GPUs)")
@@ -176,13 +178,31 @@ def distribution_strategy(config):
     """The tf.distribute strategy a run asks for (the default strategy for one device)."""
     if config.distribute == "none":
         return tf.distribute.get_strategy()
-    strategy = tf.distribute.MirroredStrategy()
+    if config.distribute == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise SystemExit("tfmeta train: --distribute multiworker needs TF_CONFIG (the cluster and this "
+                             "worker's index) in the environment")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        strategy = tf.distribute.MirroredStrategy()
     if config.meta_batch % strategy.num_replicas_in_sync:
         raise SystemExit(f"tfmeta train: --meta-batch {config.meta_batch} does not split evenly over "
                          f"{strategy.num_replicas_in_sync} replicas")
     print(f"data-parallel over {strategy.num_replicas_in_sync} replica(s): "
           f"{', '.join(strategy.extended.worker_devices)}")
     return strategy
+
+
+def for_this_worker(config, strategy):
+    """`config` with the output directory of this worker: non-chief workers of a multi-worker run
+    write to `<output_dir>/worker-<index>` (they must save too, as saving is collective)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type in (None, "chief") or (
+            resolver.task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict()):
+        return config
+    worker_dir = f"{config.output_dir}/{resolver.task_type}-{resolver.task_id}"
+    return argparse.Namespace(**{**vars(config), "output_dir": worker_dir})
 
 
 def compile_for_training(model, config):
