@@ -137,7 +137,9 @@ def savedmodels_table():
             score = f"{100 * card['accuracy']:.2f} ± {100 * card['ci95']:.2f}% ({card['test_episodes']:,} episodes)"
         else:
             task = f"{card['shots']}-shot sinusoid regression"
-            score = "see results/"
+            score = (f"query MSE {card['mse_1_steps']:.3f} ± {card['ci95_1_steps']:.3f} after 1 step, "
+                     f"{card['mse_10_steps']:.3f} ± {card['ci95_10_steps']:.3f} after 10 "
+                     f"({card['test_tasks']:,} tasks)")
         lines.append(f"| `{card_path.parent.name}` | {card['algorithm']} | {task} | {score} | "
                      f"`{card['training_command']}` |")
     return "\n".join(lines)

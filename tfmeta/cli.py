@@ -17,7 +17,8 @@ RESULTS_KEYS = ("algorithm", "dataset", "split", "ways", "shots", "accuracy", "c
 
 
 def _export_metadata(results):
-    metadata = {key: results[key] for key in RESULTS_KEYS if key in results}
+    metadata = {key: value for key, value in results.items()
+                if key in RESULTS_KEYS or key.startswith(("mse_", "ci95_")) or key == "test_tasks"}
     config = results.get("config", {})
     for key in ("train_ways", "train_queries", "meta_batch"):
         if config.get(key) is not None:
