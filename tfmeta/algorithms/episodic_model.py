@@ -124,7 +124,7 @@ class EpisodicModel(keras.Model):
         # models are built when constructed; build the optimizer and the
         # compiled metrics (labels [tasks, queries], scores [tasks, queries,
         # ways]) directly instead.
-        if self.distribute_strategy is None or not self.compiled:
+        if self._distribute_strategy is None or not self.compiled:  # no strategy: Keras builds when tracing
             return super()._maybe_symbolic_build(iterator, data_batch)
         with self.distribute_strategy.scope():
             if not self.optimizer.built:
