@@ -80,6 +80,7 @@ def evaluate(args):
 def parser():
     from tfmeta.data import OMNIGLOT_SPLITS
     from tfmeta.experiments import config
+    from tfmeta.experiments.omniglot import LAKE_RUNS
 
     main = argparse.ArgumentParser(prog="tfmeta", description="Meta-learning for TensorFlow and Keras.")
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -98,7 +99,7 @@ def parser():
                                                "savedmodels/<name> directory (its newest version)")
     evaluate_parser.add_argument("--data-dir", help="the official Omniglot release (zips or folders); "
                                                     "default: download through tensorflow-datasets")
-    evaluate_parser.add_argument("--split", default="vinyals-test", choices=(*OMNIGLOT_SPLITS, "lake-runs"),
+    evaluate_parser.add_argument("--split", default="vinyals-test", choices=(*OMNIGLOT_SPLITS, LAKE_RUNS),
                                  help="classes to draw episodes from, or lake-runs for Lake's 20 within-alphabet "
                                       "20-way one-shot runs (default: %(default)s)")
     evaluate_parser.add_argument("--ways", type=int, help="classes per episode (default: the model's record, "

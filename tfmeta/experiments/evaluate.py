@@ -6,12 +6,10 @@ import pathlib
 import keras
 import tensorflow as tf
 
-import tfmeta
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
+from tfmeta.experiments.omniglot import LAKE_RUNS, fixed_episodes
 from tfmeta.experiments.reporting import command_line
 from tfmeta.serving import MODEL_CARD
-
-LAKE_RUNS = "lake-runs"  # Lake's 20 one-shot runs (all_runs.zip), as an evaluation split
 
 
 def _saved_model_dir(path):
@@ -67,19 +65,15 @@ def evaluate(args):
     if args.split == LAKE_RUNS:
         if not args.data_dir:
             raise SystemExit("tfmeta evaluate: --split lake-runs needs --data-dir with all_runs.zip")
-        runs = tfmeta.data.load_lake_runs(args.data_dir)
-        ways, shots, num_episodes = runs["support_y"].shape[1], 1, len(runs["support_y"])
-        episodes = tf.data.Dataset.from_tensors(runs)
-        print(f"Evaluating {args.model} on Lake's {num_episodes} within-alphabet {ways}-way one-shot runs:")
+        ways, shots = 20, 1
+        print(f"Evaluating {args.model} on Lake's within-alphabet 20-way one-shot runs:")
     else:
         ways = args.ways or record.get("ways") or 5
         shots = args.shots or record.get("shots") or 1
-        num_episodes = args.episodes
-        data = tfmeta.data.load_omniglot(args.split, args.data_dir)
-        episodes = tfmeta.data.evaluation_episodes(data, ways, shots, args.queries, num_episodes, seed=args.seed,
-                                                   meta_batch_size=min(num_episodes, 25))
-        print(f"Evaluating {args.model} on {num_episodes} fixed {ways}-way {shots}-shot episodes of Omniglot "
+        print(f"Evaluating {args.model} on {args.episodes} fixed {ways}-way {shots}-shot episodes of Omniglot "
               f"{args.split} ({args.queries} queries per class, seed {args.seed}):")
+    episodes, num_episodes = fixed_episodes(args.split, args.data_dir, ways, shots, args.queries, args.episodes,
+                                            args.seed)
     accuracies = episode_accuracies(predict, episodes, num_episodes)
     mean, half_width = mean_confidence_interval(accuracies)
     print(f"accuracy {100 * mean:.2f} ± {100 * half_width:.2f}% over {len(accuracies)} episodes")

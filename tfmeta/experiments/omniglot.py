@@ -54,14 +54,18 @@ def _lake_splits(data_dir):
     return {part: background.select_classes(names[part]) for part in ("train", "val")}
 
 
-def _test_episodes(config, test_shape):
-    """The fixed test episodes and their number: Lake's 20 runs, or seeded Vinyals test episodes."""
-    if config.split == "lake":
-        runs = tfmeta.data.load_lake_runs(config.data_dir)
+LAKE_RUNS = "lake-runs"  # Lake's 20 one-shot runs (all_runs.zip), as a test split
+
+
+def fixed_episodes(split, data_dir, ways, shots, queries, num_episodes, seed=0):
+    """Fixed test episodes and their number: Lake's 20 runs for `LAKE_RUNS` (20-way 1-shot whatever
+    `ways` and `shots` say), else `num_episodes` seeded episodes of an Omniglot split."""
+    if split == LAKE_RUNS:
+        runs = tfmeta.data.load_lake_runs(data_dir)
         return tf.data.Dataset.from_tensors(runs), len(runs["support_y"])
-    test = tfmeta.data.load_omniglot("vinyals-test", config.data_dir)
-    return (tfmeta.data.evaluation_episodes(test, *test_shape, config.test_episodes,
-                                            meta_batch_size=min(config.test_episodes, 25)), config.test_episodes)
+    data = tfmeta.data.load_omniglot(split, data_dir)
+    return tfmeta.data.evaluation_episodes(data, ways, shots, queries, num_episodes, seed=seed,
+                                           meta_batch_size=min(num_episodes, 25)), num_episodes
 
 
 def train_and_evaluate_omniglot(config):
@@ -105,7 +109,8 @@ def train_and_evaluate_omniglot(config):
     files = reporting.RunFiles(config.output_dir)
     model, history, train_seconds = reporting.fit(model, train, val, config, files)
 
-    test, num_test = _test_episodes(config, test_shape)
+    test, num_test = fixed_episodes(LAKE_RUNS if config.split == "lake" else "vinyals-test",
+                                    config.data_dir, *test_shape, config.test_episodes)
     print(f"Testing on {num_test} fixed {config.split} test episodes:")
     accuracies = episode_accuracies(model_predictor(model), test, num_test)
     mean, half_width = mean_confidence_interval(accuracies)
