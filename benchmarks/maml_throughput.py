@@ -4,7 +4,9 @@
 
 Times `fit` itself (a Keras callback around each meta-iteration) after a
 warm-up that includes tracing. Last line:
-`ms_per_iter=<median> tasks_per_s=<...> peak_rss_mb=<...>`.
+`ms_per_iter=<median> tasks_per_s=<...> peak_rss_mb=<...>`. `--profile-ops N`
+also prints the op types that take the time (TensorFlow's profiler, N
+meta-iterations).
 """
 
 import argparse

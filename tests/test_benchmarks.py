@@ -25,6 +25,19 @@ def test_throughput_benchmarks_report_their_figures(script, flags, pattern):
     assert re.fullmatch(pattern, completed.stdout.strip().splitlines()[-1])
 
 
+def test_op_profile_attributes_maml_time_to_its_convolutions():
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "maml_throughput.py"), "--meta-batch", "2", "--iterations", "1",
+         "--warmup", "1", "--profile-ops", "1"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    rows = re.findall(r"^  (\S+) +([\d.]+) ms +([\d.]+)% +(\d+) calls$", completed.stdout, re.MULTILINE)
+    shares = {op_type: float(share) for op_type, _, share, _ in rows}
+    assert any("Conv2D" in op_type for op_type in shares), rows
+    assert 0 < sum(shares.values()) <= 100.1
+    assert list(shares.values()) == sorted(shares.values(), reverse=True)
+
+
 def test_serving_latency_benchmark_reports_percentiles(tmp_path):
     exported = tfmeta.serving.export_saved_model(
         tfmeta.PrototypicalNetwork(tfmeta.models.conv4_embedding(filters=8)), tmp_path / "protonet")
