@@ -59,6 +59,7 @@ def test_help_explains_every_flag(capsys):
         shown = capsys.readouterr().out
         flags = set(re.findall(r"^\s+(--[a-z-]+)", shown, re.M))
         assert len(flags) > 3, shown
+        assert "%%" not in shown  # argparse does not %-format descriptions
         for action in cli.parser()._subparsers._group_actions[0].choices[command]._actions:
             assert action.help, f"tfmeta {command} {action.option_strings or action.dest} lacks help"
         if command == "train":  # the per-algorithm defaults are spelled out

@@ -92,7 +92,7 @@ def parser():
 
     evaluate_parser = commands.add_parser(
         "evaluate", help="accuracy of a trained model on fixed Omniglot episodes",
-        description="Prints the mean query accuracy ± 95%% interval of a model (a .keras checkpoint or an "
+        description="Prints the mean query accuracy ± 95% interval of a model (a .keras checkpoint or an "
                     "exported SavedModel) over fixed, seeded episodes; the defaults repeat the test of "
                     "tfmeta train, so a model's recorded accuracy is reproduced.")
     evaluate_parser.add_argument("model", help="a .keras file, a SavedModel version directory, or a "
