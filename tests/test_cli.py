@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO
 from tfmeta import cli
 from tfmeta.experiments import config as run_config
+from tfmeta.experiments.omniglot import run_name
 
 
 def tfmeta(*args, cwd):
@@ -126,3 +127,14 @@ def test_committed_savedmodels_reproduce_their_recorded_accuracy(card, omniglot_
     accuracy, _, episodes = reported_accuracy(capsys.readouterr().out)
     assert int(episodes) == record["test_episodes"]
     assert abs(float(accuracy) - 100 * record["accuracy"]) <= 100 * record["ci95"]
+
+
+@pytest.mark.parametrize("flags, name", [
+    (["--algorithm", "maml"], "MAML"),
+    (["--algorithm", "maml", "--first-order", "--learn-inner-lr"],
+     "first-order MAML with learned inner rates (Meta-SGD)"),
+    (["--algorithm", "matching", "--fce"], "Matching Networks (FCE)"),
+    (["--algorithm", "protonet"], "Prototypical Networks"),
+])
+def test_run_names_say_which_variant_was_trained(flags, name):
+    assert run_name(run_config.resolve(run_config.train_parser().parse_args(flags))) == name

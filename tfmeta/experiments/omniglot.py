@@ -34,6 +34,8 @@ def run_name(config):
     name = NAMES[config.algorithm]
     if config.algorithm == "maml" and config.first_order:
         name = "first-order " + name
+    if config.algorithm == "maml" and config.learn_inner_lr:
+        name += " with learned inner rates (Meta-SGD)"
     if config.algorithm == "matching" and config.fce:
         name += " (FCE)"
     return name
