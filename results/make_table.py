@@ -144,7 +144,10 @@ def savedmodels_table():
         card = json.loads(card_path.read_text())
         if card["task"] == "classification":
             task = f"{card['ways']}-way {card['shots']}-shot, {split_name(card)}"
-            score = f"{100 * card['accuracy']:.2f} ± {100 * card['ci95']:.2f}% ({card['test_episodes']:,} episodes)"
+            score = "; ".join(
+                f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f}% ({test['test_episodes']:,} episodes)"
+                + (f" on {test['ways']}-way {test['shots']}-shot" if test is not card else "")
+                for test in [card, *card.get("evaluations", [])])
         else:
             task = f"{card['shots']}-shot sinusoid regression"
             score = (f"query MSE {card['mse_1_steps']:.3f} ± {card['ci95_1_steps']:.3f} after 1 step, "

@@ -16,6 +16,28 @@ RESULTS_KEYS = ("algorithm", "dataset", "split", "ways", "shots", "accuracy", "c
                 "episodes_seen", "train_seconds")
 
 
+# What model.json keeps of each `tfmeta evaluate --output` file given to export.
+EVALUATION_KEYS = ("split", "ways", "shots", "queries", "seed", "accuracy", "ci95", "test_episodes", "command")
+
+
+def _evaluations(paths, results):
+    """The `evaluations` of model.json: further tests of the same trained model (e.g. on 20-way episodes)."""
+    evaluations = []
+    for path in map(pathlib.Path, paths):
+        if not path.is_file():
+            raise SystemExit(f"tfmeta export: no evaluation file at {path}")
+        record = json.loads(path.read_text())
+        if "evaluation" not in record:
+            raise SystemExit(f"tfmeta export: {path} is not the output of tfmeta evaluate --output")
+        trained = record["trained"]
+        trained_by = trained.get("training_command") or trained.get("command")
+        if trained_by != results.get("command"):
+            raise SystemExit(f"tfmeta export: {path} evaluates the model trained by {trained_by!r}, not this one "
+                             f"(trained by {results.get('command')!r})")
+        evaluations.append({key: record["evaluation"][key] for key in EVALUATION_KEYS})
+    return evaluations
+
+
 def _export_metadata(results):
     metadata = {key: value for key, value in results.items()
                 if key in RESULTS_KEYS or key.startswith(("mse_", "ci95_")) or key == "test_tasks"}
@@ -43,6 +65,10 @@ def export(args):
     if input_range is None and results.get("dataset") in DATASET_INPUTS:
         input_range = DATASET_INPUTS[results["dataset"]][0]
 
+    metadata = _export_metadata(results)
+    if args.evaluation:
+        metadata["evaluations"] = _evaluations(args.evaluation, results)
+
     import keras
 
     import tfmeta.serving  # registers tfmeta's classes for loading
@@ -51,7 +77,7 @@ def export(args):
     try:
         version_dir = tfmeta.serving.export_saved_model(
             model, args.output, args.version, inner_steps=args.inner_steps, input_range=input_range,
-            metadata=_export_metadata(results), overwrite=args.overwrite)
+            metadata=metadata, overwrite=args.overwrite)
     except (ValueError, FileExistsError) as error:
         raise SystemExit(f"tfmeta export: {error}") from error
     print(f"exported {type(model).__name__} to {version_dir} (model card: "
@@ -124,6 +150,9 @@ def parser():
     export_parser.add_argument("--version", type=int, default=1, help="version number (default: 1)")
     export_parser.add_argument("--results", help="the training run's results.json, recorded in model.json "
                                                  "(default: results.json next to the model, if any)")
+    export_parser.add_argument("--evaluation", nargs="+", metavar="FILE",
+                               help="results of tfmeta evaluate --output on the same trained model (e.g. on "
+                                    "20-way episodes), recorded in model.json's evaluations")
     export_parser.add_argument("--inner-steps", type=int,
                                help="MAML: inner steps in the served graph (default: the model's "
                                     "eval_inner_steps)")
