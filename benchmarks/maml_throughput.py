@@ -12,7 +12,7 @@ meta-iterations).
 import argparse
 
 import tfmeta
-from timing import add_common_flags, apply_threads, benchmark_fit
+from timing import add_common_flags, apply_settings, benchmark_fit
 
 
 def main(argv=None):
@@ -22,7 +22,7 @@ def main(argv=None):
     parser.add_argument("--first-order", action="store_true")
     parser.add_argument("--pooling", default="stride", choices=tfmeta.models.backbones.POOLINGS)
     args = parser.parse_args(argv)
-    apply_threads(args)
+    apply_settings(args)
     maml = tfmeta.MAML(
         tfmeta.models.omniglot_cnn(args.ways, pooling=args.pooling),
         inner_lr=0.4, inner_steps=args.inner_steps, first_order=args.first_order,

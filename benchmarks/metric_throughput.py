@@ -10,7 +10,7 @@ Times `fit` after a warm-up that includes tracing. Last line:
 import argparse
 
 import tfmeta
-from timing import add_common_flags, apply_threads, benchmark_fit
+from timing import add_common_flags, apply_settings, benchmark_fit
 
 
 def main(argv=None):
@@ -19,7 +19,7 @@ def main(argv=None):
     parser.add_argument("--algorithm", choices=("protonet", "matching"), default="protonet")
     parser.add_argument("--fce", action="store_true", help="Matching Networks' full context embeddings")
     args = parser.parse_args(argv)
-    apply_threads(args)
+    apply_settings(args)
     if args.algorithm == "protonet":
         model = tfmeta.PrototypicalNetwork(tfmeta.models.conv4_embedding())
     else:

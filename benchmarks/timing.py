@@ -55,7 +55,7 @@ def benchmark_fit(model, args, description, rate_name):
         print_op_profile(model, stream, args.profile_ops)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{description}, {args.ways}-way {args.shots}-shot, {args.queries} queries, meta-batch "
-          f"{args.meta_batch}, intra-op threads: {args.intra_op_threads or 'default'}")
+          f"{args.meta_batch}, intra-op threads: {args.intra_op_threads or 'default'}, {args.dtype_policy}")
     print(f"ms_per_iter={1000 * median:.0f} {rate_name}={args.meta_batch / median:.1f} "
           f"peak_rss_mb={peak_mb:.0f}")
 
@@ -69,13 +69,17 @@ def add_common_flags(parser):
     parser.add_argument("--warmup", type=int, default=3, help="untimed meta-iterations")
     parser.add_argument("--intra-op-threads", type=int, default=0,
                         help="TensorFlow intra-op threads; 0 keeps TensorFlow's default")
+    parser.add_argument("--dtype-policy", default="float32",
+                        help="Keras dtype policy of the model, e.g. mixed_float16 (GPUs) or mixed_bfloat16")
     parser.add_argument("--profile-ops", type=int, default=0, metavar="N",
                         help="also profile N meta-iterations and print the time spent per op type")
 
 
-def apply_threads(args):
+def apply_settings(args):
+    """Thread count and dtype policy; call before building the model."""
     if args.intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    keras.config.set_dtype_policy(args.dtype_policy)
 
 
 def op_time_by_type(model, stream, iterations):
