@@ -84,6 +84,24 @@ def test_clip_norm_flag_clips_the_outer_update():
     assert model.optimizer.global_clipnorm == 0.5 and model.non_finite == "stop"
 
 
+def test_lr_decay_flags_step_the_outer_learning_rate():
+    from tfmeta.experiments.config import compile_for_training, resolve, train_parser
+
+    config = resolve(train_parser().parse_args(["--algorithm", "protonet", "--lr-decay-every", "2000"]))
+    model = MODELS["protonet"]()
+    compile_for_training(model, config)
+    model.optimizer.build(model.trainable_variables)
+    rates = []
+    for step in (0, 1999, 2000, 4000):
+        model.optimizer.iterations.assign(step)
+        rates.append(float(model.optimizer.learning_rate))  # the rate of the next update
+    np.testing.assert_allclose(rates, [1e-3, 1e-3, 5e-4, 2.5e-4], rtol=1e-6)
+    for flags, message in ((["--lr-decay-every", "0"], "positive number of meta-iterations; received 0"),
+                           (["--lr-decay-factor", "1.5"], r"must be in \(0, 1\]; received 1.5")):
+        with pytest.raises(SystemExit, match=message):
+            resolve(train_parser().parse_args(["--algorithm", "protonet", *flags]))
+
+
 def test_deterministic_runs_give_identical_weights(omniglot_dir, tmp_path):
     """Two fresh processes, the same seed and settings: the same weights, bit for bit."""
     weights = []

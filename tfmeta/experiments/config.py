@@ -77,6 +77,10 @@ def add_train_flags(parser):
     add_with_default("--iterations-per-epoch", type=int,
                      help="meta-iterations between validations, checkpoints and log points")
     add_with_default("--meta-lr", type=float, help="Adam learning rate of the outer update")
+    add("--lr-decay-every", type=int, metavar="N",
+        help="multiply the outer learning rate by --lr-decay-factor every N meta-iterations (Snell et al. "
+             "halved it every 2,000 episodes; default: a constant rate)")
+    add("--lr-decay-factor", type=float, help="the factor of --lr-decay-every (default: 0.5)")
     add("--clip-norm", type=float, help="clip the outer gradients to this global norm (default: no clipping)")
     add("--skip-non-finite", action="store_true", default=None,
         help="skip a step whose loss or gradient is NaN or infinite (default: stop training, naming the step)")
@@ -148,6 +152,13 @@ def resolve(args):
                          f"{config['train_ways']}")
     config.setdefault("data_dir", None)
     config.setdefault("clip_norm", None)
+    config.setdefault("lr_decay_every", None)
+    config.setdefault("lr_decay_factor", None)  # 0.5 when decaying; unset, so older checkpoints still resume
+    if config["lr_decay_every"] is not None and config["lr_decay_every"] < 1:
+        raise SystemExit(f"tfmeta train: --lr-decay-every must be a positive number of meta-iterations; received "
+                         f"{config['lr_decay_every']}")
+    if config["lr_decay_factor"] is not None and not 0 < config["lr_decay_factor"] <= 1:
+        raise SystemExit(f"tfmeta train: --lr-decay-factor must be in (0, 1]; received {config['lr_decay_factor']}")
     prefix = dataset if config["split"] == "vinyals" else f"{dataset}-{config['split']}"
     config.setdefault("output_dir", f"runs/{prefix}-{config['algorithm']}-{config['ways']}w{config['shots']}s"
                       if dataset == "omniglot" else f"runs/sinusoid-maml-{config['shots']}shot")
@@ -207,5 +218,10 @@ def for_this_worker(config, strategy):
 
 def compile_for_training(model, config):
     """Compiles `model` with the configured outer optimizer and fault handling."""
-    model.compile(optimizer=keras.optimizers.Adam(config.meta_lr, global_clipnorm=config.clip_norm),
+    learning_rate = config.meta_lr
+    if config.lr_decay_every:
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            config.meta_lr, decay_steps=config.lr_decay_every, decay_rate=config.lr_decay_factor or 0.5,
+            staircase=True)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=config.clip_norm),
                   non_finite="skip" if config.skip_non_finite else "stop")
