@@ -112,12 +112,14 @@ def test_per_algorithm_defaults_apply_unless_set():
 
 def test_lake_split_trains_on_the_background_set_and_tests_on_lakes_runs(omniglot_dir, tmp_path):
     run = tmp_path / "lake"
-    trained = tfmeta("train", "--algorithm", "protonet", "--split", "lake", "--ways", 20, "--train-ways", 5,
-                     "--queries", 2, "--train-queries", 2, "--iterations", 2, "--iterations-per-epoch", 1,
-                     "--val-episodes", 2, "--data-dir", omniglot_dir, "--output-dir", run, cwd=tmp_path)
+    trained = tfmeta("train", "--algorithm", "protonet", "--split", "lake", "--within-alphabet", "--ways", 20,
+                     "--train-ways", 5, "--queries", 2, "--train-queries", 2, "--iterations", 2,
+                     "--iterations-per-epoch", 1, "--val-episodes", 2, "--data-dir", omniglot_dir,
+                     "--output-dir", run, cwd=tmp_path)
     assert "Omniglot (lake split) train/val: " in trained  # background classes only
     results = json.loads((run / "results.json").read_text())
     assert (results["split"], results["ways"], results["test_episodes"]) == ("lake", 20, 20)
+    assert results["config"]["within_alphabet"] is True
     evaluated = tfmeta("evaluate", run / "model.keras", "--split", "lake-runs", "--data-dir", omniglot_dir,
                        cwd=tmp_path)
     assert reported_accuracy(evaluated) == reported_accuracy(trained)

@@ -136,3 +136,29 @@ def test_a_stream_started_at_n_continues_the_stream_after_n_episodes():
     np.testing.assert_array_equal(endless["query_x"], whole[9]["query_x"])
     with pytest.raises(ValueError, match="start.*received start=-1"):
         episodes(data, 3, 1, 2, seed=4, start=-1)
+
+
+def test_class_groups_keep_each_episode_within_one_group():
+    data, class_of = synthetic_data()
+    group_of = {c: f"alphabet{c % 3}" for c in range(12)}  # 3 groups of 4 classes
+    groups = [group_of[c] for c in range(12)]
+    chosen = collections.Counter()
+    for episode in take(episodes(data, 3, 1, 2, seed=5, class_groups=groups), 600):
+        classes = check_episode(episode, class_of, 3, 1, 2)
+        assert len({group_of[c] for c in classes}) == 1, classes
+        chosen[group_of[classes[0]]] += 1
+    assert set(chosen) == set(group_of.values()) and min(chosen.values()) > 150  # ~200 each
+    # Only groups with at least `ways` classes are drawn.
+    groups[:6] = ["big"] * 6  # the other groups keep 2 classes each
+    for episode in take(episodes(data, 4, 1, 1, seed=6, class_groups=groups), 100):
+        assert {groups[c] for c in check_episode(episode, class_of, 4, 1, 1)} == {"big"}
+
+
+@pytest.mark.parametrize("groups, message", [
+    ([0, 1] * 6, r"ways=7 exceeds the largest class group \(0 with 6 classes\)"),
+    ([0] * 11, r"one group per class \(12\); received shape \(11,\)"),
+])
+def test_bad_class_groups_name_the_problem(groups, message):
+    data, _ = synthetic_data()
+    with pytest.raises(ValueError, match=message):
+        episodes(data, 7, 1, 1, seed=0, class_groups=groups)

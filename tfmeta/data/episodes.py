@@ -36,17 +36,46 @@ def check_episode_shape(data, ways, shots, queries):
         )
 
 
-def _sample_indices(seed, class_start, class_count, ways, per_class, max_count):
+def _group_ids(data, class_groups, ways):
+    """`(group id of each class, ids of the groups with at least `ways` classes)`, validated."""
+    class_groups = np.asarray(class_groups)
+    if class_groups.shape != (data.num_classes,):
+        raise ValueError(f"`class_groups` must hold one group per class ({data.num_classes}); received shape "
+                         f"{class_groups.shape}.")
+    names, group_of_class = np.unique(class_groups, return_inverse=True)
+    sizes = np.bincount(group_of_class)
+    eligible = np.flatnonzero(sizes >= ways)
+    if not eligible.size:
+        raise ValueError(f"ways={ways} exceeds the largest class group ({names[np.argmax(sizes)].item()!r} with "
+                         f"{sizes.max()} classes); an episode within one group needs `ways` classes from it.")
+    return group_of_class.astype(np.int32), eligible.astype(np.int32)
+
+
+def _classes_within_one_group(seed, group_of_class, eligible_groups, ways):
+    """`ways` distinct classes of one group, in random order; the group uniform among `eligible_groups`."""
+    group_seed, order_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    pick = tf.random.stateless_uniform([], group_seed, maxval=tf.size(eligible_groups), dtype=tf.int32)
+    keys = tf.random.stateless_uniform(tf.shape(group_of_class), order_seed)
+    keys = tf.where(tf.equal(group_of_class, tf.gather(eligible_groups, pick)), keys, 2.0)
+    return tf.argsort(keys)[:ways]
+
+
+def _sample_indices(seed, class_start, class_count, ways, per_class, max_count, groups=None):
     """Draws the example rows of one episode from a stateless seed.
 
     Returns `[ways, per_class]` row indices: row `i` holds the examples of the
     class that gets label `i`. Pure function of `seed`, so episode `i` of a
-    stream is the same whatever order or parallelism computes it.
+    stream is the same whatever order or parallelism computes it. `groups`,
+    if given, is `(group id of each class, eligible group ids)`: the classes
+    then come from one group.
     """
     class_seed, example_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     num_classes = tf.shape(class_start)[0]
-    # A random permutation gives distinct classes and a fresh label order at once.
-    classes = tf.random.experimental.stateless_shuffle(tf.range(num_classes), class_seed)[:ways]
+    if groups is None:
+        # A random permutation gives distinct classes and a fresh label order at once.
+        classes = tf.random.experimental.stateless_shuffle(tf.range(num_classes), class_seed)[:ways]
+    else:
+        classes = _classes_within_one_group(class_seed, *groups, ways)
     count = tf.gather(class_count, classes)
     # Without replacement within each class: sort random keys, with positions
     # past the class's own count pushed to the end.
@@ -56,7 +85,8 @@ def _sample_indices(seed, class_start, class_count, ways, per_class, max_count):
     return tf.gather(class_start, classes)[:, tf.newaxis] + positions
 
 
-def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_size=None, start=0):
+def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_size=None, start=0,
+             class_groups=None):
     """A stream of N-way K-shot episodes drawn from labelled data.
 
     Each episode is a dict:
@@ -84,6 +114,10 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
             dropped).
         start: index of the first episode: a stream resumed after `n`
             episodes continues with `start=n`.
+        class_groups: optionally, a group per class (e.g. Omniglot's
+            alphabet, as Lake's within-alphabet runs): each episode then takes
+            all its classes from one group, chosen uniformly among the groups
+            with at least `ways` classes.
 
     Returns:
         A `tf.data.Dataset` of episode dicts.
@@ -101,6 +135,7 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
         )
     check_episode_shape(data, ways, shots, queries)
     check_stream_arguments(seed, "num_episodes", num_episodes, meta_batch_size, start)
+    groups = None if class_groups is None else tuple(map(tf.constant, _group_ids(data, class_groups, ways)))
 
     images = tf.constant(data.images)
     class_start = tf.constant(data.class_start, tf.int32)
@@ -110,7 +145,7 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
     query_y = tf.repeat(tf.range(ways, dtype=tf.int32), queries)
 
     def make_episode(seed):
-        rows = _sample_indices(seed, class_start, class_count, ways, shots + queries, max_count)
+        rows = _sample_indices(seed, class_start, class_count, ways, shots + queries, max_count, groups)
         return {
             "support_x": tf.gather(images, tf.reshape(rows[:, :shots], [-1])),
             "support_y": support_y,
@@ -149,7 +184,7 @@ def seeded_stream(make_task, seed, num_tasks=None, meta_batch_size=None, start=0
     return stream.prefetch(tf.data.AUTOTUNE)
 
 
-def evaluation_episodes(data, ways, shots, queries, num_episodes, seed=0, meta_batch_size=None):
+def evaluation_episodes(data, ways, shots, queries, num_episodes, seed=0, meta_batch_size=None, class_groups=None):
     """A fixed, finite set of episodes for comparing models on identical tasks.
 
     `episodes` with a required length and a default seed: the same arguments
@@ -159,4 +194,4 @@ def evaluation_episodes(data, ways, shots, queries, num_episodes, seed=0, meta_b
     holding thousands of them in memory. Draw them from held-out classes.
     """
     check_positive_int("num_episodes", num_episodes)
-    return episodes(data, ways, shots, queries, seed, num_episodes, meta_batch_size)
+    return episodes(data, ways, shots, queries, seed, num_episodes, meta_batch_size, class_groups=class_groups)

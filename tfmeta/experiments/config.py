@@ -66,6 +66,9 @@ def add_train_flags(parser):
     add_with_default("--split", choices=("vinyals", "lake"),
                      help="Omniglot: vinyals (train/val/test classes of Vinyals et al.) or lake (train on the "
                           "background set, test on Lake's 20 within-alphabet 20-way one-shot runs)")
+    add("--within-alphabet", action="store_true", default=None,
+        help="Omniglot: draw each training and validation episode's classes from one alphabet, as Lake's runs "
+             "are (the Vinyals test episodes stay across alphabets)")
     add_with_default("--ways", type=int, help="classes per test and validation episode")
     add("--train-ways", type=int, help="classes per training episode (default: --ways; omniglot protonet: 60)")
     add_with_default("--shots", type=int, help="support examples per class (sinusoid: support points)")
@@ -142,7 +145,7 @@ def resolve(args):
                          f"--algorithm {settings['algorithm']}")
     config = {**DEFAULTS["common"], **DEFAULTS.get((dataset, settings["algorithm"]), {}), **settings}
     for flag in ("first_order", "learn_inner_lr", "fce", "learn_temperature", "skip_non_finite", "deterministic",
-                 "resume"):
+                 "resume", "within_alphabet"):
         config[flag] = bool(config.get(flag))
     config.setdefault("train_ways", None)
     config.setdefault("train_queries", None)

@@ -101,12 +101,17 @@ def train_and_evaluate_omniglot(config):
     test_shape = (config.ways, config.shots, config.queries)
     train_shape = (config.train_ways or config.ways, config.shots, config.train_queries or config.queries)
 
+    def alphabets(data):  # the class groups of within-alphabet episodes
+        return [name.split("/")[0] for name in data.class_names] if config.within_alphabet else None
+
     def train(meta_batch):  # the training stream from meta-batch `meta_batch` on
         return tfmeta.data.episodes(splits["train"], *train_shape, seed=config.seed,
-                                    meta_batch_size=config.meta_batch, start=meta_batch * config.meta_batch)
+                                    meta_batch_size=config.meta_batch, start=meta_batch * config.meta_batch,
+                                    class_groups=alphabets(splits["train"]))
 
     val = tfmeta.data.evaluation_episodes(splits["val"], *test_shape, config.val_episodes,
-                                          meta_batch_size=min(config.val_episodes, 25))
+                                          meta_batch_size=min(config.val_episodes, 25),
+                                          class_groups=alphabets(splits["val"]))
     compile_for_training(model, config)
     files = reporting.RunFiles(config.output_dir)
     model, history, train_seconds = reporting.fit(model, train, val, config, files)
