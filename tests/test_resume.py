@@ -69,3 +69,11 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path):
                                                     "--resume"]))
     with pytest.raises(SystemExit, match=r"other settings: meta_lr=0.5"):
         reporting.fit(None, None, None, resumed, files)
+
+
+def test_settings_newer_than_a_checkpoint_match_it_while_unset():
+    saved = {"algorithm": "maml", "meta_lr": 1e-3, "intra_op_threads": 1}
+    current = {**saved, "intra_op_threads": 2, "within_alphabet": False, "lr_decay_every": None}
+    assert reporting.changed_settings(saved, current) == []
+    assert reporting.changed_settings(saved, {**current, "within_alphabet": True}) == ["within_alphabet"]
+    assert reporting.changed_settings(saved, {**current, "meta_lr": 0.5}) == ["meta_lr"]

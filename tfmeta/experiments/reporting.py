@@ -103,6 +103,14 @@ def epochs_of(config):
     return per_epoch, max(1, config.iterations // per_epoch)
 
 
+def changed_settings(saved, current):
+    """The settings that differ between a checkpoint's and this run's; a setting newer than the
+    checkpoint counts as the same while it is unset (None or off)."""
+    return sorted(key for key in set(saved) | set(current)
+                  if key not in RESUMABLE_CHANGES and (key in saved or current[key])
+                  and saved.get(key) != current.get(key))
+
+
 def _resume(model, config, files):
     """`(model, first epoch, history, seconds)`: from the latest checkpoint if resuming, else fresh."""
     if not (config.resume and files.latest.is_file()):
@@ -110,8 +118,7 @@ def _resume(model, config, files):
             print(f"nothing to resume in {files.checkpoints}: starting from scratch")
         return model, 0, {}, 0.0
     state = json.loads(files.latest.read_text())
-    changed = sorted(key for key in set(state["config"]) | set(vars(config))
-                     if key not in RESUMABLE_CHANGES and state["config"].get(key) != vars(config).get(key))
+    changed = changed_settings(state["config"], vars(config))
     if changed:
         settings = ", ".join(f"{key}={state['config'].get(key)!r}" for key in changed)
         raise SystemExit(f"tfmeta train --resume: the checkpoint in {files.checkpoints} was made with other "
