@@ -53,6 +53,7 @@ def row_of(record):
         evaluation, trained = record["evaluation"], record["trained"]
         return {**trained, **{key: evaluation[key] for key in ("ways", "shots", "accuracy", "ci95",
                                                                "test_episodes")},
+                "same_model_as": f"{trained['ways']}-way {trained['shots']}-shot",
                 "command": f"{trained.get('training_command') or trained['command']}; then "
                            f"{evaluation['command']}"}
     return record
@@ -72,7 +73,11 @@ def budget(row):
     episodes = f"{meta_batch} episode{'s' if meta_batch != 1 else ''}"
     if train_ways and train_ways != row.get("ways"):
         episodes += f" ({train_ways}-way)"
-    return f"{row['iterations']:,} iterations × {episodes}, {row['train_seconds'] / 60:.0f} min"
+    trained = f"{row['iterations']:,} iterations × {episodes}, {row['train_seconds'] / 60:.0f} min"
+    task = f"{row.get('ways')}-way {row['shots']}-shot"  # sinusoid rows have no ways
+    if row.get("same_model_as", task) != task:
+        trained += f" (the {row['same_model_as']} model)"
+    return trained
 
 
 def classification_table(rows):

@@ -56,3 +56,8 @@ def test_results_table_rows_say_what_a_reader_needs():
            "train_seconds": 1524, "command": "tfmeta train --algorithm maml"}
     assert "96.68 ± 0.23% | 1,000 | 3,000 iterations × 32 episodes, 25 min | 98.7 | ≥ 98.0: **missed**" in \
         make_table.classification_table([row])
+    # A further test of a trained model says which model it is, and first-order MAML has its own paper figure.
+    evaluated = make_table.row_of({"evaluation": {"ways": 20, "shots": 1, "accuracy": 0.9, "ci95": 0.01,
+                                                  "test_episodes": 1000, "command": "tfmeta evaluate --ways 20"},
+                                   "trained": {**row, "algorithm": "first-order MAML"}})
+    assert "25 min (the 5-way 1-shot model) | 89.4 | — |" in make_table.classification_table([evaluated])
