@@ -37,6 +37,8 @@ def _default_help(key):
     return text + (f"; {', '.join(special)}" if special else "")
 
 
+LR_DECAY_FACTOR = 0.5  # --lr-decay-factor when only --lr-decay-every is given (Snell et al. halved)
+
 DESCRIPTION = ("Meta-trains a few-shot learner, tests it on fixed held-out episodes, and writes model.keras, "
                "results.json, a learning curve and TensorBoard logs.")
 
@@ -83,7 +85,7 @@ def add_train_flags(parser):
     add("--lr-decay-every", type=int, metavar="N",
         help="multiply the outer learning rate by --lr-decay-factor every N meta-iterations (Snell et al. "
              "halved it every 2,000 episodes; default: a constant rate)")
-    add("--lr-decay-factor", type=float, help="the factor of --lr-decay-every (default: 0.5)")
+    add("--lr-decay-factor", type=float, help=f"the factor of --lr-decay-every (default: {LR_DECAY_FACTOR})")
     add("--clip-norm", type=float, help="clip the outer gradients to this global norm (default: no clipping)")
     add("--skip-non-finite", action="store_true", default=None,
         help="skip a step whose loss or gradient is NaN or infinite (default: stop training, naming the step)")
@@ -156,7 +158,7 @@ def resolve(args):
     config.setdefault("data_dir", None)
     config.setdefault("clip_norm", None)
     config.setdefault("lr_decay_every", None)
-    config.setdefault("lr_decay_factor", None)  # 0.5 when decaying; unset, so older checkpoints still resume
+    config.setdefault("lr_decay_factor", None)  # LR_DECAY_FACTOR when decaying; unset, so old checkpoints resume
     if config["lr_decay_every"] is not None and config["lr_decay_every"] < 1:
         raise SystemExit(f"tfmeta train: --lr-decay-every must be a positive number of meta-iterations; received "
                          f"{config['lr_decay_every']}")
@@ -224,7 +226,7 @@ def compile_for_training(model, config):
     learning_rate = config.meta_lr
     if config.lr_decay_every:
         learning_rate = keras.optimizers.schedules.ExponentialDecay(
-            config.meta_lr, decay_steps=config.lr_decay_every, decay_rate=config.lr_decay_factor or 0.5,
-            staircase=True)
+            config.meta_lr, decay_steps=config.lr_decay_every,
+            decay_rate=config.lr_decay_factor or LR_DECAY_FACTOR, staircase=True)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=config.clip_norm),
                   non_finite="skip" if config.skip_non_finite else "stop")
