@@ -38,6 +38,20 @@ def test_op_profile_attributes_maml_time_to_its_convolutions():
     assert list(shares.values()) == sorted(shares.values(), reverse=True)
 
 
+def test_convolution_speed_benchmark_times_each_convolution_of_a_maml_step():
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "conv_speed.py"), "--queries", "1", "--copies", "2",
+         "--repeats", "1", "--matmul-size", "64"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    rows = re.findall(r"^ +(\d) +(forward|backprop-input|backprop-filter) +[\d.]+ +[\d.]+$", completed.stdout,
+                      re.MULTILINE)
+    # Four layers; the first layer's input gradient (with respect to the images) is never needed.
+    assert len(rows) == 11 and ("0", "backprop-input") not in rows, rows
+    assert re.fullmatch(r"conv_ms_per_task=[\d.]+ conv_gflops=[\d.]+ matmul_gflops=[\d.]+",
+                        completed.stdout.strip().splitlines()[-1])
+
+
 def test_serving_latency_benchmark_reports_percentiles(tmp_path):
     exported = tfmeta.serving.export_saved_model(
         tfmeta.PrototypicalNetwork(tfmeta.models.conv4_embedding(filters=8)), tmp_path / "protonet")

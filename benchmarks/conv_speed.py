@@ -1,0 +1,117 @@
+"""How fast this machine runs the convolutions of a MAML step, next to its matmul speed.
+
+    taskset -c 0 python benchmarks/conv_speed.py --intra-op-threads 1
+
+Times the forward, backprop-input and backprop-filter convolutions of each
+layer of Finn's Omniglot CNN on one task's query set (`ways * queries` images
+of 28x28), and a square float32 matmul, at the same thread count. A
+convolution that runs near the matmul's rate cannot be made much faster by
+the library: only faster kernels or hardware can. Pin the process to one
+core (`taskset -c 0`, as above) to compare per-core rates: a lone
+convolution may use a free core even with one intra-op thread, while the
+matmul does not. Last line:
+`conv_ms_per_task=<...> conv_gflops=<...> matmul_gflops=<...>`: the time of
+all of one task's query-set convolutions (one of each kind a second-order
+step runs on the query set, per layer) and their rate, total flops over
+total time.
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+FILTERS = 64
+KERNEL = 3
+STRIDE = 2
+
+
+def finn_cnn_layers(images):
+    """(input shape, output shape) of each convolution of Finn's CNN on `images` 28x28 inputs."""
+    layers, size, channels = [], 28, 1
+    for _ in range(4):
+        out_size = -(-size // STRIDE)  # "same" padding
+        layers.append(((images, size, size, channels), (images, out_size, out_size, FILTERS)))
+        size, channels = out_size, FILTERS
+    return layers
+
+
+def seconds_per_call(function, arguments, repeats):
+    """Median wall time of one call of `function` over `repeats` timed calls, after one untimed call."""
+    function(*arguments)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function(*arguments)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def convolution_ops(input_shape, output_shape, copies):
+    """The three convolutions of a layer, each run on `copies` different inputs per call.
+
+    Several ops per call spread the call's fixed overhead; different inputs
+    keep TensorFlow from merging them into one.
+    """
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random([copies, *input_shape], np.float32))
+    dy = tf.constant(rng.random([copies, *output_shape], np.float32))
+    kernel = tf.constant(rng.random([KERNEL, KERNEL, input_shape[-1], FILTERS], np.float32))
+    strides = [1, STRIDE, STRIDE, 1]
+
+    @tf.function
+    def forward(x, kernel):
+        return [tf.nn.conv2d(x[i], kernel, strides, "SAME") for i in range(copies)]
+
+    @tf.function
+    def backprop_input(dy, kernel):
+        return [tf.nn.conv2d_transpose(dy[i], kernel, input_shape, strides, "SAME") for i in range(copies)]
+
+    @tf.function
+    def backprop_filter(x, dy):
+        return [tf.raw_ops.Conv2DBackpropFilter(input=x[i], filter_sizes=kernel.shape, out_backprop=dy[i],
+                                                strides=strides, padding="SAME") for i in range(copies)]
+
+    return {"forward": (forward, (x, kernel)), "backprop-input": (backprop_input, (dy, kernel)),
+            "backprop-filter": (backprop_filter, (x, dy))}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ways", type=int, default=5)
+    parser.add_argument("--queries", type=int, default=15, help="query examples per class")
+    parser.add_argument("--copies", type=int, default=8, help="convolutions per timed call")
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls per convolution")
+    parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--intra-op-threads", type=int, default=0,
+                        help="TensorFlow intra-op threads; 0 keeps TensorFlow's default")
+    args = parser.parse_args(argv)
+    if args.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+
+    total_flops = total_seconds = 0.0
+    print(f"{'layer':>5} {'convolution':>16} {'ms':>7} {'GFLOP/s':>8}")
+    for layer, (input_shape, output_shape) in enumerate(finn_cnn_layers(args.ways * args.queries)):
+        # Multiply-adds of one convolution; its two gradients take as many.
+        flops = 2 * np.prod(output_shape) * KERNEL * KERNEL * input_shape[-1]
+        for name, (function, arguments) in convolution_ops(input_shape, output_shape, args.copies).items():
+            if layer == 0 and name == "backprop-input":
+                continue  # the gradient with respect to the images: MAML never takes it
+            seconds = seconds_per_call(function, arguments, args.repeats) / args.copies
+            total_flops, total_seconds = total_flops + flops, total_seconds + seconds
+            print(f"{layer:5d} {name:>16} {1000 * seconds:7.3f} {flops / seconds / 1e9:8.1f}")
+
+    a = tf.random.uniform([args.matmul_size, args.matmul_size])
+    matmul = tf.function(lambda a: tf.matmul(a, a))
+    matmul_seconds = seconds_per_call(matmul, (a,), args.repeats)
+    matmul_gflops = 2 * args.matmul_size ** 3 / matmul_seconds / 1e9
+    print(f"{args.ways * args.queries} images of 28x28, {len(os.sched_getaffinity(0))} core(s), "
+          f"intra-op threads: {args.intra_op_threads or 'default'}; "
+          f"{args.matmul_size}x{args.matmul_size} matmul")
+    print(f"conv_ms_per_task={1000 * total_seconds:.1f} conv_gflops={total_flops / total_seconds / 1e9:.1f} matmul_gflops={matmul_gflops:.1f}")
+
+
+if __name__ == "__main__":
+    main()
