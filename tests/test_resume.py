@@ -13,7 +13,7 @@ import pytest
 from tfmeta.experiments import config as run_config
 from tfmeta.experiments import reporting
 
-EPOCHS = 30
+EPOCHS = 15
 
 
 def train_command(omniglot_dir, output, *extra):
