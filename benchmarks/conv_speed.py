@@ -56,26 +56,26 @@ def convolution_ops(input_shape, output_shape, copies):
     keep TensorFlow from merging them into one.
     """
     rng = np.random.default_rng(0)
-    x = tf.constant(rng.random([copies, *input_shape], np.float32))
-    dy = tf.constant(rng.random([copies, *output_shape], np.float32))
+    xs = [tf.constant(rng.random(input_shape, np.float32)) for _ in range(copies)]
+    dys = [tf.constant(rng.random(output_shape, np.float32)) for _ in range(copies)]
     kernel = tf.constant(rng.random([KERNEL, KERNEL, input_shape[-1], FILTERS], np.float32))
     strides = [1, STRIDE, STRIDE, 1]
 
     @tf.function
-    def forward(x, kernel):
-        return [tf.nn.conv2d(x[i], kernel, strides, "SAME") for i in range(copies)]
+    def forward(xs, kernel):
+        return [tf.nn.conv2d(x, kernel, strides, "SAME") for x in xs]
 
     @tf.function
-    def backprop_input(dy, kernel):
-        return [tf.nn.conv2d_transpose(dy[i], kernel, input_shape, strides, "SAME") for i in range(copies)]
+    def backprop_input(dys, kernel):
+        return [tf.nn.conv2d_transpose(dy, kernel, input_shape, strides, "SAME") for dy in dys]
 
     @tf.function
-    def backprop_filter(x, dy):
-        return [tf.raw_ops.Conv2DBackpropFilter(input=x[i], filter_sizes=kernel.shape, out_backprop=dy[i],
-                                                strides=strides, padding="SAME") for i in range(copies)]
+    def backprop_filter(xs, dys):
+        return [tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=kernel.shape, out_backprop=dy,
+                                                strides=strides, padding="SAME") for x, dy in zip(xs, dys)]
 
-    return {"forward": (forward, (x, kernel)), "backprop-input": (backprop_input, (dy, kernel)),
-            "backprop-filter": (backprop_filter, (x, dy))}
+    return {"forward": (forward, (xs, kernel)), "backprop-input": (backprop_input, (dys, kernel)),
+            "backprop-filter": (backprop_filter, (xs, dys))}
 
 
 def main(argv=None):
@@ -94,7 +94,7 @@ def main(argv=None):
     total_flops = total_seconds = 0.0
     print(f"{'layer':>5} {'convolution':>16} {'ms':>7} {'GFLOP/s':>8}")
     for layer, (input_shape, output_shape) in enumerate(finn_cnn_layers(args.ways * args.queries)):
-        # Multiply-adds of one convolution; its two gradients take as many.
+        # Two flops per multiply-add of the convolution; each of its two gradients has as many.
         flops = 2 * np.prod(output_shape) * KERNEL * KERNEL * input_shape[-1]
         for name, (function, arguments) in convolution_ops(input_shape, output_shape, args.copies).items():
             if layer == 0 and name == "backprop-input":
@@ -107,10 +107,12 @@ def main(argv=None):
     matmul = tf.function(lambda a: tf.matmul(a, a))
     matmul_seconds = seconds_per_call(matmul, (a,), args.repeats)
     matmul_gflops = 2 * args.matmul_size ** 3 / matmul_seconds / 1e9
-    print(f"{args.ways * args.queries} images of 28x28, {len(os.sched_getaffinity(0))} core(s), "
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"{args.ways * args.queries} images of 28x28, {cores} core(s), "
           f"intra-op threads: {args.intra_op_threads or 'default'}; "
           f"{args.matmul_size}x{args.matmul_size} matmul")
-    print(f"conv_ms_per_task={1000 * total_seconds:.1f} conv_gflops={total_flops / total_seconds / 1e9:.1f} matmul_gflops={matmul_gflops:.1f}")
+    print(f"conv_ms_per_task={1000 * total_seconds:.1f} conv_gflops={total_flops / total_seconds / 1e9:.1f} "
+          f"matmul_gflops={matmul_gflops:.1f}")
 
 
 if __name__ == "__main__":
