@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from timing import add_intra_op_threads_flag, set_intra_op_threads
 
 FILTERS = 64
 KERNEL = 3
@@ -85,11 +86,9 @@ def main(argv=None):
     parser.add_argument("--copies", type=int, default=8, help="convolutions per timed call")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per convolution")
     parser.add_argument("--matmul-size", type=int, default=2048)
-    parser.add_argument("--intra-op-threads", type=int, default=0,
-                        help="TensorFlow intra-op threads; 0 keeps TensorFlow's default")
+    add_intra_op_threads_flag(parser)
     args = parser.parse_args(argv)
-    if args.intra_op_threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    set_intra_op_threads(args)
 
     total_flops = total_seconds = 0.0
     print(f"{'layer':>5} {'convolution':>16} {'ms':>7} {'GFLOP/s':>8}")

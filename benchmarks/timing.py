@@ -67,18 +67,27 @@ def add_common_flags(parser):
     parser.add_argument("--meta-batch", type=int, default=32, help="tasks per meta-iteration")
     parser.add_argument("--iterations", type=int, default=30, help="timed meta-iterations")
     parser.add_argument("--warmup", type=int, default=3, help="untimed meta-iterations")
-    parser.add_argument("--intra-op-threads", type=int, default=0,
-                        help="TensorFlow intra-op threads; 0 keeps TensorFlow's default")
+    add_intra_op_threads_flag(parser)
     parser.add_argument("--dtype-policy", default="float32",
                         help="Keras dtype policy of the model, e.g. mixed_float16 (GPUs) or mixed_bfloat16")
     parser.add_argument("--profile-ops", type=int, default=0, metavar="N",
                         help="also profile N meta-iterations and print the time spent per op type")
 
 
-def apply_settings(args):
-    """Thread count and dtype policy; call before building the model."""
+def add_intra_op_threads_flag(parser):
+    parser.add_argument("--intra-op-threads", type=int, default=0,
+                        help="TensorFlow intra-op threads; 0 keeps TensorFlow's default")
+
+
+def set_intra_op_threads(args):
+    """Applies `--intra-op-threads`; call before TensorFlow runs any op."""
     if args.intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+
+
+def apply_settings(args):
+    """Thread count and dtype policy; call before building the model."""
+    set_intra_op_threads(args)
     keras.config.set_dtype_policy(args.dtype_policy)
 
 
