@@ -1,6 +1,6 @@
 """How fast the episode pipeline delivers meta-batches of Omniglot.
 
-    python benchmarks/episode_throughput.py --data-dir ../shared/omniglot
+    python benchmarks/episode_throughput.py
 
 Last line: `ms_per_meta_batch=<median> episodes_per_s=<...>`.
 """
@@ -11,11 +11,12 @@ import time
 import numpy as np
 
 import tfmeta
+from tfmeta.data.locations import DATA_DIR_HELP
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="official Omniglot release; default: tensorflow-datasets")
+    parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     parser.add_argument("--split", default="vinyals-train", choices=tfmeta.data.OMNIGLOT_SPLITS)
     parser.add_argument("--ways", type=int, default=5)
     parser.add_argument("--shots", type=int, default=1)

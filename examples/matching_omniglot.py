@@ -1,6 +1,6 @@
 """Matching Networks on N-way K-shot Omniglot (Vinyals et al. 2016).
 
-    python examples/matching_omniglot.py --data-dir ../shared/omniglot --ways 5 --shots 1 [--fce]
+    python examples/matching_omniglot.py --ways 5 --shots 1 [--fce]
 
 Trains the conv4 embedding (and, with --fce, the full-context LSTMs) on episodes
 of the Vinyals training classes, then prints the query accuracy ± 95% interval

@@ -1,8 +1,8 @@
 """Raw-pixel nearest neighbour on Omniglot episodes: the floor for every learner.
 
-    python examples/omniglot_pixel_baseline.py --data-dir ../shared/omniglot
+    python examples/omniglot_pixel_baseline.py
 
-Without --data-dir, Omniglot comes through tensorflow-datasets (downloaded once).
+Omniglot is read from where `tfmeta.data.locations` says (the repository's data/omniglot in a clone).
 Prints a progress bar, then the mean query accuracy with its 95% interval over
 fixed, seeded evaluation episodes drawn from held-out classes.
 """
@@ -14,14 +14,14 @@ import time
 
 import tfmeta
 from tfmeta.baselines import pixel_nearest_neighbour
+from tfmeta.data.locations import DATA_DIR_HELP
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval
 from tfmeta.experiments.reporting import command_line
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="folder with the official Omniglot zips or folders; "
-                        "default: download through tensorflow-datasets")
+    parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     parser.add_argument("--split", default="vinyals-test", choices=tfmeta.data.OMNIGLOT_SPLITS,
                         help="classes to draw episodes from (default: %(default)s)")
     parser.add_argument("--ways", type=int, default=5, help="classes per episode")

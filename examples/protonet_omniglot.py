@@ -1,6 +1,6 @@
 """Prototypical Networks on N-way K-shot Omniglot (Snell et al. 2017).
 
-    python examples/protonet_omniglot.py --data-dir ../shared/omniglot --ways 5 --shots 1
+    python examples/protonet_omniglot.py --ways 5 --shots 1
 
 Trains the conv4 embedding on episodes of the Vinyals training classes — by
 default with Snell et al.'s "higher way" training episodes (60 classes, 5

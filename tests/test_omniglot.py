@@ -87,7 +87,7 @@ def test_zip_and_extracted_folder_give_identical_data(omniglot_dir, tmp_path, ba
     )
 
 
-def test_tensorflow_datasets_path_gives_the_same_classes_and_images(omniglot_dir, tmp_path):
+def test_tensorflow_datasets_path_gives_the_same_classes_and_images(omniglot_dir, tmp_path, mocked_tfds_omniglot):
     """Feeds the release's own images through a mocked `tfds.load("omniglot")`."""
     zipped, _ = small_release(omniglot_dir, tmp_path)
     release = load_omniglot("background", zipped, rotations=False)
@@ -122,7 +122,7 @@ def test_tensorflow_datasets_path_gives_the_same_classes_and_images(omniglot_dir
         assert key(through_tfds.images[rows]) == key(release.images[rows])
 
 
-def test_tensorflow_datasets_mock_loads_offline():
+def test_tensorflow_datasets_mock_loads_offline(mocked_tfds_omniglot):
     omniglot._read_tfds.cache_clear()
     with tfds.testing.mock_data(num_examples=40):
         data = load_omniglot("evaluation")

@@ -4,6 +4,8 @@ import argparse
 import json
 import pathlib
 
+from tfmeta.data.locations import DATA_DIR_HELP
+
 # The inputs of the datasets tfmeta trains on, by results.json "dataset": the
 # range a served model accepts, and the convention model.json states.
 DATASET_INPUTS = {
@@ -123,8 +125,7 @@ def parser():
                     "tfmeta train, so a model's recorded accuracy is reproduced.")
     evaluate_parser.add_argument("model", help="a .keras file, a SavedModel version directory, or a "
                                                "savedmodels/<name> directory (its newest version)")
-    evaluate_parser.add_argument("--data-dir", help="the official Omniglot release (zips or folders); "
-                                                    "default: download through tensorflow-datasets")
+    evaluate_parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     evaluate_parser.add_argument("--split", default="vinyals-test", choices=(*OMNIGLOT_SPLITS, LAKE_RUNS),
                                  help="classes to draw episodes from, or lake-runs for Lake's 20 within-alphabet "
                                       "20-way one-shot runs (default: %(default)s)")

@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from tfmeta.data import locations
 from tfmeta.data.omniglot import _to_ink_images
 
 RUNS, WAYS = 20, 20
@@ -38,7 +39,7 @@ def _read_members(data_dir):
         raise ValueError(f"{archive!r} is not a valid zip file: {error}") from None
 
 
-def load_lake_runs(data_dir, image_size=28):
+def load_lake_runs(data_dir=None, image_size=28):
     """The 20 one-shot runs of Lake et al. (2015) as one meta-batch of 20 episodes.
 
     In each run, 20 characters of one evaluation alphabet have one drawing
@@ -50,7 +51,9 @@ def load_lake_runs(data_dir, image_size=28):
 
     Args:
         data_dir: the directory with `all_runs.zip` (or its extracted
-            `all_runs/` folder), next to the official release's zips.
+            `all_runs/` folder), next to the official release's zips. If
+            `None`, searched for as `tfmeta.data.locations` describes
+            (tensorflow-datasets does not have these runs).
         image_size: side of the square output images.
 
     Returns:
@@ -62,7 +65,11 @@ def load_lake_runs(data_dir, image_size=28):
         Lake, Salakhutdinov, Tenenbaum. Human-level concept learning through
         probabilistic program induction. Science, 2015.
     """
-    members, where = _read_members(data_dir)
+    found = locations.find_omniglot_dir(data_dir, member=ARCHIVE)
+    if found is None:
+        raise locations.OmniglotNotFoundError(locations.not_found_message(
+            f"{ARCHIVE}.zip", "tensorflow-datasets does not have Lake's runs"))
+    members, where = _read_members(found)
     support_png, query_png, query_y = [], [], []
     for run in range(1, RUNS + 1):
         prefix = f"run{run:02d}/"

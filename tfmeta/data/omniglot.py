@@ -10,6 +10,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from tfmeta.data import locations
 from tfmeta.data.labelled import LabelledData
 
 BACKGROUND = "images_background"
@@ -46,8 +47,10 @@ def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data
             172, 423 and 1200 characters, from both parts of the release).
         data_dir: a directory holding the official release: the zips
             `images_background.zip` / `images_evaluation.zip` or the folders
-            they extract to. If `None`, the data come through
-            tensorflow-datasets (`omniglot`), which downloads them once.
+            they extract to. If `None`, the release is searched for as
+            `tfmeta.data.locations` describes (a clone of the repository
+            ships it in `data/omniglot`), and, where it is not found, comes
+            through tensorflow-datasets (`omniglot`), which downloads it once.
         image_size: side of the square output images.
         rotations: add the rotated characters as classes (x4 classes).
         tfds_data_dir: tensorflow-datasets' data directory, when
@@ -61,7 +64,7 @@ def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data
         probabilistic program induction. Science, 2015.
 
     Example:
-        >>> train = load_omniglot("vinyals-train", "../shared/omniglot")
+        >>> train = load_omniglot("vinyals-train")
         >>> train.num_classes
         4112
     """
@@ -69,8 +72,8 @@ def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data
         raise ValueError(f"Unknown Omniglot split {split!r}; choose one of {list(SPLITS)}.")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"`image_size` must be a positive integer; received {image_size!r}.")
+    data_dir = locations.find_omniglot_dir(data_dir)
     if data_dir is not None:
-        data_dir = os.fspath(data_dir)
         if not os.path.isdir(data_dir):
             raise FileNotFoundError(f"Omniglot data_dir {data_dir!r} is not a directory.")
 
@@ -211,7 +214,14 @@ def _read_tfds(part, image_size, tfds_data_dir):
     """Reads one part of Omniglot through tensorflow-datasets."""
     import tensorflow_datasets as tfds
 
-    dataset = tfds.load("omniglot", split=_TFDS_SPLIT[part], data_dir=tfds_data_dir)
+    if not tfds.builder("omniglot", data_dir=tfds_data_dir).is_prepared():
+        locations.check_download_possible()
+    try:
+        dataset = tfds.load("omniglot", split=_TFDS_SPLIT[part], data_dir=tfds_data_dir)
+    except OSError as error:  # requests' connection errors are OSErrors
+        raise locations.OmniglotNotFoundError(locations.not_found_message(
+            "official release", f"tensorflow-datasets failed to download it ({type(error).__name__}: {error})"
+        )) from None
     alphabets = np.array(_alphabets())
     images, characters = [], []
     for batch in dataset.batch(4096):

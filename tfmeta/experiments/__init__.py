@@ -1,5 +1,6 @@
 """Meta-training runs as the `tfmeta train` command and the examples run them."""
 
+from tfmeta.data.locations import OmniglotNotFoundError
 from tfmeta.experiments.config import (
     ALGORITHMS,
     DATASETS,
@@ -23,7 +24,10 @@ def train(config):
     with strategy.scope():
         if config.dataset == "sinusoid":
             return train_and_evaluate_sinusoid(config)
-        return train_and_evaluate_omniglot(config)
+        try:
+            return train_and_evaluate_omniglot(config)
+        except OmniglotNotFoundError as error:
+            raise SystemExit(f"tfmeta train: {error}") from None
 
 
 __all__ = [

@@ -8,6 +8,8 @@ import pathlib
 import keras
 import tensorflow as tf
 
+from tfmeta.data.locations import DATA_DIR_HELP
+
 ALGORITHMS = ("maml", "matching", "protonet")
 DATASETS = ("omniglot", "sinusoid")
 
@@ -63,8 +65,7 @@ def add_train_flags(parser):
     add("--algorithm", choices=ALGORITHMS, help="maml, matching (Matching Networks) or protonet "
                                                 "(Prototypical Networks); required")
     add_with_default("--dataset", choices=DATASETS, help="omniglot (Vinyals split) or sinusoid regression")
-    add("--data-dir", help="the official Omniglot release (zips or folders); default: download through "
-                           "tensorflow-datasets")
+    add("--data-dir", help=DATA_DIR_HELP)
     add_with_default("--split", choices=("vinyals", "lake"),
                      help="Omniglot: vinyals (train/val/test classes of Vinyals et al.) or lake (train on the "
                           "background set, test on Lake's 20 within-alphabet 20-way one-shot runs)")

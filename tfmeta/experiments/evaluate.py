@@ -6,9 +6,10 @@ import pathlib
 import keras
 import tensorflow as tf
 
+from tfmeta.data.locations import OmniglotNotFoundError
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments.omniglot import LAKE_RUNS, fixed_episodes
-from tfmeta.experiments.reporting import command_line
+from tfmeta.experiments.reporting import command_line, portable_path
 from tfmeta.serving import MODEL_CARD
 
 
@@ -63,8 +64,6 @@ def evaluate(args):
     """Accuracy ± 95% interval of the model at `args.model` on fixed, seeded Omniglot episodes."""
     predict, record = load_predictor(args.model)
     if args.split == LAKE_RUNS:
-        if not args.data_dir:
-            raise SystemExit("tfmeta evaluate: --split lake-runs needs --data-dir with all_runs.zip")
         ways, shots = 20, 1
         print(f"Evaluating {args.model} on Lake's within-alphabet 20-way one-shot runs:")
     else:
@@ -72,12 +71,15 @@ def evaluate(args):
         shots = args.shots or record.get("shots") or 1
         print(f"Evaluating {args.model} on {args.episodes} fixed {ways}-way {shots}-shot episodes of Omniglot "
               f"{args.split} ({args.queries} queries per class, seed {args.seed}):")
-    episodes, num_episodes = fixed_episodes(args.split, args.data_dir, ways, shots, args.queries, args.episodes,
-                                            args.seed)
+    try:
+        episodes, num_episodes = fixed_episodes(args.split, args.data_dir, ways, shots, args.queries,
+                                                args.episodes, args.seed)
+    except OmniglotNotFoundError as error:
+        raise SystemExit(f"tfmeta evaluate: {error}") from None
     accuracies = episode_accuracies(predict, episodes, num_episodes)
     mean, half_width = mean_confidence_interval(accuracies)
     print(f"accuracy {100 * mean:.2f} ± {100 * half_width:.2f}% over {len(accuracies)} episodes")
-    evaluation = {"model": str(args.model), "split": args.split, "ways": ways, "shots": shots,
+    evaluation = {"model": portable_path(args.model), "split": args.split, "ways": ways, "shots": shots,
                   "queries": args.queries, "seed": args.seed, "accuracy": mean, "ci95": half_width,
                   "test_episodes": len(accuracies), "command": command_line()}
     if args.output:

@@ -85,9 +85,6 @@ def train_and_evaluate_omniglot(config):
     if config.split == "lake" and (config.ways, config.shots) != (20, 1):
         raise SystemExit(f"tfmeta train: Lake's runs are 20-way 1-shot; received --ways {config.ways} "
                          f"--shots {config.shots}")
-    if config.split == "lake" and not config.data_dir:
-        raise SystemExit("tfmeta train: --split lake needs --data-dir with all_runs.zip (Lake's runs are not "
-                         "in tensorflow-datasets)")
     start = time.time()
     if config.split == "lake":
         splits = _lake_splits(config.data_dir)

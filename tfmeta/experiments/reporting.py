@@ -10,17 +10,68 @@ import time
 
 import keras
 
+from tfmeta.data.locations import find_omniglot_dir
 
-def command_line():
-    """How this process was started, as a user would type it."""
-    program = pathlib.Path(sys.argv[0]).name
+
+def portable_path(path):
+    """`path` relative to the current directory when it lies under it, else as given.
+
+    Runs are started from the repository's root, so what they record reads the
+    same on every machine.
+    """
+    if path is None:
+        return None
+    absolute = pathlib.Path(os.path.abspath(path))
+    if absolute.is_relative_to(pathlib.Path.cwd()):
+        return absolute.relative_to(pathlib.Path.cwd()).as_posix() or "."
+    return os.fspath(path)
+
+
+def is_default_data_dir(data_dir):
+    """Whether `data_dir` is where Omniglot is found anyway, so a recorded command can leave it out."""
+    default = find_omniglot_dir()
+    return bool(data_dir) and default is not None and os.path.isdir(data_dir) and os.path.samefile(data_dir, default)
+
+
+def command_line(argv=None):
+    """How this process was started, as a user types it from the repository's root.
+
+    Paths under the current directory are made relative to it, and a
+    `--data-dir` that names the default data location is left out.
+    """
+    argv = sys.argv if argv is None else argv
+    program = pathlib.Path(argv[0]).name
     if program == "tfmeta":
         head = ["tfmeta"]
     elif program == "__main__.py":
         head = ["python", "-m", "tfmeta"]
     else:
-        head = ["python", sys.argv[0]]
-    return shlex.join([*head, *sys.argv[1:]])
+        head = ["python", portable_path(argv[0])]
+    words, rest = [], list(argv[1:])
+    while rest:
+        word = rest.pop(0)
+        flag, equals, value = word.partition("=")
+        if flag == "--data-dir":
+            value = value if equals else (rest.pop(0) if rest else "")
+            if not is_default_data_dir(value):
+                words += ["--data-dir", portable_path(value)]
+        elif word.startswith("/"):
+            words.append(portable_path(word))
+        elif equals and value.startswith("/"):
+            words.append(f"{flag}={portable_path(value)}")
+        else:
+            words.append(word)
+    return shlex.join([*head, *words])
+
+
+def portable_config(config):
+    """A run's settings as results.json records them: paths as `command_line` writes them."""
+    settings = dict(vars(config))
+    if is_default_data_dir(settings.get("data_dir")):
+        settings["data_dir"] = None
+    for key in ("data_dir", "output_dir"):
+        settings[key] = portable_path(settings.get(key))
+    return settings
 
 
 class RunFiles:
@@ -160,7 +211,7 @@ def training_record(history, config, train_seconds):
     return {
         "iterations": per_epoch * epochs, "meta_batch": config.meta_batch,
         "episodes_seen": per_epoch * epochs * config.meta_batch, "train_seconds": round(train_seconds, 1),
-        "curve": curve, "config": vars(config), "command": command_line(),
+        "curve": curve, "config": portable_config(config), "command": command_line(),
     }
 
 
