@@ -202,18 +202,19 @@ def test_metric_models_refuse_a_class_without_support_examples(exported):
     assert served["probabilities"].shape == (15, 5)
 
 
-def readme_rest_request_code():
-    readme = (REPO / "README.md").read_text()
-    match = re.search(r"<!-- rest-request-body -->\s*```python\n(.*?)```", readme, re.S)
-    assert match, "README.md lacks the REST request body example"
+def rest_request_code(page):
+    text = (REPO / page).read_text()
+    match = re.search(r"<!-- rest-request-body -->\s*```python\n(.*?)```", text, re.S)
+    assert match, f"{page} lacks the REST request body example"
     return match.group(1)
 
 
-def test_the_readme_rest_request_body_runs_through_the_signature(exported):
+@pytest.mark.parametrize("page", ["README.md", "docs/serving.md"])
+def test_the_documented_rest_request_body_runs_through_the_signature(exported, page):
     models, episodes = exported
     model, path = models["maml-second-order-meta-sgd"]
     namespace = {key: episodes[key][0] for key in ("support_x", "support_y", "query_x")}
-    exec(readme_rest_request_code(), namespace)
+    exec(rest_request_code(page), namespace)
     body = json.loads(namespace["body"])
     assert set(body) == {"inputs"} and set(body["inputs"]) == {"support_x", "support_y", "query_x"}
     # TF Serving converts each JSON input to the dtype its signature declares.
