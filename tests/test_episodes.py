@@ -3,7 +3,7 @@ import collections
 import numpy as np
 import pytest
 
-from tfmeta.data import LabelledData, episodes, evaluation_episodes
+from tfmeta.data import LabelledData, episodes, evaluation_episodes, fitting_meta_batch_size
 
 
 def synthetic_data(num_classes=12, seed=0):
@@ -23,8 +23,8 @@ def check_episode(episode, class_of, ways, shots, queries):
     support = episode["support_x"][:, 0]
     query = episode["query_x"][:, 0]
     assert support.shape == (ways * shots,) and query.shape == (ways * queries,)
-    np.testing.assert_array_equal(episode["support_y"], np.repeat(np.arange(ways), shots))
-    np.testing.assert_array_equal(episode["query_y"], np.repeat(np.arange(ways), queries))
+    np.testing.assert_array_equal(np.sort(episode["support_y"]), np.repeat(np.arange(ways), shots))
+    np.testing.assert_array_equal(np.sort(episode["query_y"]), np.repeat(np.arange(ways), queries))
     assert len(set(support) | set(query)) == support.size + query.size, "an example repeats"
     label_to_class = {}
     for ids, labels in ((support, episode["support_y"]), (query, episode["query_y"])):
@@ -66,15 +66,33 @@ def test_a_seed_reproduces_the_stream_and_another_seed_changes_it():
     assert any((a["support_x"] != c["support_x"]).any() for a, c in zip(first, other))
 
 
-def test_meta_batches_have_a_static_task_axis():
+def test_examples_are_shuffled_within_each_set_unless_asked_not_to():
     data, class_of = synthetic_data()
-    stream = episodes(data, 5, 1, 3, seed=0, num_episodes=10, meta_batch_size=4)
+    shuffled = take(episodes(data, 5, 2, 3, seed=2), 50)
+    in_class_order = take(episodes(data, 5, 2, 3, seed=2, shuffle=False), 50)
+    for a, b in zip(shuffled, in_class_order):
+        np.testing.assert_array_equal(b["support_y"], np.repeat(np.arange(5), 2))
+        np.testing.assert_array_equal(b["query_y"], np.repeat(np.arange(5), 3))
+        for key in ("support", "query"):  # the same examples with the same labels, in another order
+            assert sorted(zip(a[f"{key}_x"][:, 0], a[f"{key}_y"])) == sorted(zip(b[f"{key}_x"][:, 0], b[f"{key}_y"]))
+    assert sum((a["support_y"] != b["support_y"]).any() for a, b in zip(shuffled, in_class_order)) > 45
+    assert sum((a["query_y"] != b["query_y"]).any() for a, b in zip(shuffled, in_class_order)) > 45
+
+
+def test_meta_batches_have_a_static_task_axis_and_drop_no_episode():
+    data, class_of = synthetic_data()
+    stream = episodes(data, 5, 1, 3, seed=0, num_episodes=8, meta_batch_size=4)
     assert stream.element_spec["support_x"].shape.as_list() == [4, 5, 1]
     assert stream.element_spec["query_y"].shape.as_list() == [4, 15]
     batches = take(stream, 10)
-    assert len(batches) == 2  # 10 episodes -> two full meta-batches, remainder dropped
+    assert len(batches) == 2
     unbatched = take(episodes(data, 5, 1, 3, seed=0, num_episodes=8), 8)
     np.testing.assert_array_equal(batches[1]["query_x"][3], unbatched[7]["query_x"])
+    with pytest.raises(ValueError, match="num_episodes=10 is not a multiple of meta_batch_size=4: the last 2 "
+                                         "would be dropped.*e.g. 10"):
+        episodes(data, 5, 1, 3, seed=0, num_episodes=10, meta_batch_size=4)
+    assert [fitting_meta_batch_size(n) for n in (1000, 200, 60, 50, 7, 2)] == [25, 25, 20, 25, 7, 2]
+    assert fitting_meta_batch_size(997) == 1 and fitting_meta_batch_size(1000, largest=100) == 100
 
 
 def test_evaluation_episodes_are_fixed_and_finite():
@@ -96,8 +114,11 @@ def test_episodes_preserve_image_shape_and_dtype():
     def class_of(image):
         return data.labels[np.flatnonzero((data.images == image).all(axis=(1, 2, 3)))[0]]
 
-    # Query 5 and support 2 both carry label 1, so they come from one class.
-    assert class_of(episode["query_x"][5]) == class_of(episode["support_x"][2])
+    # Examples with one label come from one class.
+    for label in range(4):
+        classes = {class_of(x) for key in ("support", "query")
+                   for x, y in zip(episode[f"{key}_x"], episode[f"{key}_y"]) if y == label}
+        assert len(classes) == 1
 
 
 @pytest.mark.parametrize(

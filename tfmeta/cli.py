@@ -137,6 +137,9 @@ def parser():
     evaluate_parser.add_argument("--episodes", type=int, default=1000, help="episodes (default: 1000)")
     evaluate_parser.add_argument("--seed", type=int, default=0, help="seed of the episodes (default: 0, "
                                                                      "tfmeta train's test episodes)")
+    evaluate_parser.add_argument("--in-class-order", action="store_true",
+                                 help="list each episode's examples class by class instead of in random order "
+                                      "(order-aware models such as Matching Networks with FCE score differently)")
     evaluate_parser.add_argument("--output", help="also write the result, with the model's record, to this "
                                                   "JSON file")
     evaluate_parser.set_defaults(run=evaluate)

@@ -86,19 +86,22 @@ def _sample_indices(seed, class_start, class_count, ways, per_class, max_count, 
 
 
 def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_size=None, start=0,
-             class_groups=None):
+             class_groups=None, shuffle=True):
     """A stream of N-way K-shot episodes drawn from labelled data.
 
     Each episode is a dict:
       - `support_x` `[ways * shots, ...]`, `support_y` int32 `[ways * shots]`,
       - `query_x` `[ways * queries, ...]`, `query_y` int32 `[ways * queries]`,
 
-    ordered class by class (`support_y = [0]*shots + [1]*shots + ...`). Its
-    `ways` classes are distinct and get the labels `0..ways-1` in a fresh
-    random order; each contributes exactly `shots` support and `queries` query
-    examples, drawn without replacement, so support and query never share an
-    example. Episode `i` depends only on `(seed, i)`: the same seed gives the
-    same stream, on any machine, with any parallelism.
+    with the examples of the support set, and of the query set, in random
+    order (labels kept aligned), or class by class (`support_y = [0]*shots +
+    [1]*shots + ...`) with `shuffle=False`. Its `ways` classes are distinct and
+    get the labels `0..ways-1` in a fresh random order; each contributes
+    exactly `shots` support and `queries` query examples, drawn without
+    replacement, so support and query never share an example. Episode `i`
+    depends only on `(seed, i)`: the same seed gives the same stream with any
+    parallelism, for a given TensorFlow version and device type (stateless
+    random ops are not promised to be stable across them).
 
     Sampling and gathering run as TensorFlow ops inside the `tf.data`
     pipeline (parallel map, prefetch); the data stay in memory.
@@ -110,14 +113,19 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
         seed: integer seed of the stream.
         num_episodes: length of the stream; `None` for an endless stream.
         meta_batch_size: if given, episodes are batched into meta-batches with
-            a static leading task axis of this size (a last partial batch is
-            dropped).
+            a static leading task axis of this size; it must divide
+            `num_episodes` when that is given.
         start: index of the first episode: a stream resumed after `n`
             episodes continues with `start=n`.
         class_groups: optionally, a group per class (e.g. Omniglot's
             alphabet, as Lake's within-alphabet runs): each episode then takes
             all its classes from one group, chosen uniformly among the groups
             with at least `ways` classes.
+        shuffle: put the examples of each set in random order. Order-aware
+            learners (Matching Networks' FCE reads the support set with
+            LSTMs) then never learn to rely on the class-by-class order, which
+            a client need not follow. The classes and examples drawn are the
+            same either way.
 
     Returns:
         A `tf.data.Dataset` of episode dicts.
@@ -146,11 +154,18 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
 
     def make_episode(seed):
         rows = _sample_indices(seed, class_start, class_count, ways, shots + queries, max_count, groups)
+        support_rows, query_rows = tf.reshape(rows[:, :shots], [-1]), tf.reshape(rows[:, shots:], [-1])
+        support_order, query_order = tf.range(ways * shots), tf.range(ways * queries)
+        if shuffle:  # from seeds of their own, so the examples drawn do not depend on `shuffle`
+            order_seeds = tf.random.experimental.stateless_fold_in(seed, 1)
+            support_seed, query_seed = tf.unstack(tf.random.experimental.stateless_split(order_seeds, 2))
+            support_order = tf.random.experimental.stateless_shuffle(support_order, support_seed)
+            query_order = tf.random.experimental.stateless_shuffle(query_order, query_seed)
         return {
-            "support_x": tf.gather(images, tf.reshape(rows[:, :shots], [-1])),
-            "support_y": support_y,
-            "query_x": tf.gather(images, tf.reshape(rows[:, shots:], [-1])),
-            "query_y": query_y,
+            "support_x": tf.gather(images, tf.gather(support_rows, support_order)),
+            "support_y": tf.gather(support_y, support_order),
+            "query_x": tf.gather(images, tf.gather(query_rows, query_order)),
+            "query_y": tf.gather(query_y, query_order),
         }
 
     return seeded_stream(make_episode, seed, num_episodes, meta_batch_size, start)
@@ -164,14 +179,31 @@ def check_stream_arguments(seed, length_name, length, meta_batch_size, start=0):
         raise ValueError(f"`start` must be a non-negative integer; received start={start!r}.")
     check_positive_int(length_name, length, allow_none=True)
     check_positive_int("meta_batch_size", meta_batch_size, allow_none=True)
+    if length and meta_batch_size and length % meta_batch_size:
+        raise ValueError(
+            f"{length_name}={length} is not a multiple of meta_batch_size={meta_batch_size}: the last "
+            f"{length % meta_batch_size} would be dropped. Use a meta_batch_size that divides it, e.g. "
+            f"{fitting_meta_batch_size(length)} (tfmeta.data.fitting_meta_batch_size).")
+
+
+def fitting_meta_batch_size(num_tasks, largest=25):
+    """The largest meta-batch size up to `largest` that divides `num_tasks`, so that none is dropped.
+
+    Example:
+        >>> fitting_meta_batch_size(1000), fitting_meta_batch_size(60)
+        (25, 20)
+    """
+    check_positive_int("num_tasks", num_tasks)
+    return next(size for size in range(min(largest, num_tasks), 0, -1) if num_tasks % size == 0)
 
 
 def seeded_stream(make_task, seed, num_tasks=None, meta_batch_size=None, start=0):
     """A `tf.data` stream whose task `i` is `make_task(stateless seed of (seed, i))`, from `i = start`.
 
     The map runs in parallel and deterministically; `meta_batch_size` batches
-    tasks with a static leading axis, dropping a last partial batch. Callers
-    validate the arguments first (`check_stream_arguments`).
+    tasks with a static leading axis. Callers validate the arguments first
+    (`check_stream_arguments`, which refuses a finite stream that would leave
+    a partial last batch).
     """
     indices = tf.data.Dataset.range(start, start + num_tasks) if num_tasks else tf.data.Dataset.counter(start)
     stream = indices.map(
@@ -184,7 +216,8 @@ def seeded_stream(make_task, seed, num_tasks=None, meta_batch_size=None, start=0
     return stream.prefetch(tf.data.AUTOTUNE)
 
 
-def evaluation_episodes(data, ways, shots, queries, num_episodes, seed=0, meta_batch_size=None, class_groups=None):
+def evaluation_episodes(data, ways, shots, queries, num_episodes, seed=0, meta_batch_size=None, class_groups=None,
+                        shuffle=True):
     """A fixed, finite set of episodes for comparing models on identical tasks.
 
     `episodes` with a required length and a default seed: the same arguments
@@ -194,4 +227,5 @@ def evaluation_episodes(data, ways, shots, queries, num_episodes, seed=0, meta_b
     holding thousands of them in memory. Draw them from held-out classes.
     """
     check_positive_int("num_episodes", num_episodes)
-    return episodes(data, ways, shots, queries, seed, num_episodes, meta_batch_size, class_groups=class_groups)
+    return episodes(data, ways, shots, queries, seed, num_episodes, meta_batch_size, class_groups=class_groups,
+                    shuffle=shuffle)

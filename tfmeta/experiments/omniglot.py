@@ -59,15 +59,17 @@ def _lake_splits(data_dir):
 LAKE_RUNS = "lake-runs"  # Lake's 20 one-shot runs (all_runs.zip), as a test split
 
 
-def fixed_episodes(split, data_dir, ways, shots, queries, num_episodes, seed=0):
+def fixed_episodes(split, data_dir, ways, shots, queries, num_episodes, seed=0, shuffle=True):
     """Fixed test episodes and their number: Lake's 20 runs for `LAKE_RUNS` (20-way 1-shot whatever
-    `ways` and `shots` say), else `num_episodes` seeded episodes of an Omniglot split."""
+    `ways` and `shots` say), else `num_episodes` seeded episodes of an Omniglot split, their examples
+    in random order unless `shuffle` is false."""
     if split == LAKE_RUNS:
         runs = tfmeta.data.load_lake_runs(data_dir)
         return tf.data.Dataset.from_tensors(runs), len(runs["support_y"])
     data = tfmeta.data.load_omniglot(split, data_dir)
-    return tfmeta.data.evaluation_episodes(data, ways, shots, queries, num_episodes, seed=seed,
-                                           meta_batch_size=min(num_episodes, 25)), num_episodes
+    meta_batch_size = tfmeta.data.fitting_meta_batch_size(num_episodes)
+    return tfmeta.data.evaluation_episodes(data, ways, shots, queries, num_episodes, seed=seed, shuffle=shuffle,
+                                           meta_batch_size=meta_batch_size), num_episodes
 
 
 def train_and_evaluate_omniglot(config):
@@ -107,7 +109,7 @@ def train_and_evaluate_omniglot(config):
                                     class_groups=alphabets(splits["train"]))
 
     val = tfmeta.data.evaluation_episodes(splits["val"], *test_shape, config.val_episodes,
-                                          meta_batch_size=min(config.val_episodes, 25),
+                                          meta_batch_size=tfmeta.data.fitting_meta_batch_size(config.val_episodes),
                                           class_groups=alphabets(splits["val"]))
     compile_for_training(model, config)
     files = reporting.RunFiles(config.output_dir)

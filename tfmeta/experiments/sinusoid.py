@@ -65,19 +65,22 @@ def train_and_evaluate_sinusoid(config):
     def train(meta_batch):  # the training stream from meta-batch `meta_batch` on
         return tasks(config.seed, meta_batch_size=config.meta_batch, start=meta_batch * config.meta_batch)
 
-    validation = tasks(VALIDATION_SEED + config.seed, config.val_episodes, min(config.val_episodes, 100))
+    validation = tasks(VALIDATION_SEED + config.seed, config.val_episodes,
+                       tfmeta.data.fitting_meta_batch_size(config.val_episodes, 100))
     files = reporting.RunFiles(config.output_dir)
     maml, history, train_seconds = reporting.fit(maml, train, validation, config, files)
 
-    test = tasks(TEST_SEED + config.seed, config.test_episodes, min(config.test_episodes, 100))
-    results = {"algorithm": run_name(config), "dataset": "sinusoid", "shots": config.shots,
-               "test_tasks": config.test_episodes}
+    test = tasks(TEST_SEED + config.seed, config.test_episodes,
+                 tfmeta.data.fitting_meta_batch_size(config.test_episodes, 100))
+    results = {"algorithm": run_name(config), "dataset": "sinusoid", "shots": config.shots}
     for steps in REPORTED_STEPS:
         maml.eval_inner_steps = steps
-        mean, half_width = mean_confidence_interval(query_errors(maml, test))
+        errors = query_errors(maml, test)
+        results["test_tasks"] = len(errors)
+        mean, half_width = mean_confidence_interval(errors)
         results[f"mse_{steps}_steps"], results[f"ci95_{steps}_steps"] = mean, half_width
         print(f"{config.shots}-shot sinusoid, {steps:2d} inner step(s): query MSE {mean:.3f} ± "
-              f"{half_width:.3f} over {config.test_episodes} test tasks")
+              f"{half_width:.3f} over {len(errors)} test tasks")
     maml.eval_inner_steps = config.eval_inner_steps
     results.update(reporting.training_record(history, config, train_seconds))
     files.write(maml, results)
