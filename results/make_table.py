@@ -35,7 +35,7 @@ PUBLISHED = {
     ("MAML", 5, 1): 98.7, ("MAML", 5, 5): 99.9, ("MAML", 20, 1): 95.8,
     # Finn et al.'s first-order approximation.
     ("first-order MAML", 5, 1): 98.3, ("first-order MAML", 5, 5): 99.2, ("first-order MAML", 20, 1): 89.4,
-    ("raw-pixel nearest neighbour", 5, 1): 41.7,  # Vinyals et al.'s pixel baseline (cosine)
+    ("raw-pixel nearest neighbour (cosine)", 5, 1): 41.7,  # Vinyals et al.'s pixel baseline
 }
 # Lake's 20 within-alphabet one-shot runs: published accuracy (100 - error rate).
 PUBLISHED_LAKE = "humans 95.5, BPL 96.7, Siamese net 92.0, plain convnet 86.5"

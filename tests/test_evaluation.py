@@ -24,6 +24,25 @@ def test_pixel_nearest_neighbour_picks_the_closest_support_example():
     np.testing.assert_array_equal(predicted, [[0, 1, 2]])
 
 
+def test_pixel_nearest_neighbour_by_cosine_matches_a_numpy_reference():
+    rng = np.random.default_rng(0)
+    support_x, query_x = rng.random([3, 6, 4, 4]), rng.random([3, 9, 4, 4])
+    support_y = np.tile(np.arange(6), [3, 1])
+    # Scaling a support example changes its distance but not its cosine.
+    support_x[:, 0] *= 5.0
+    flat_s, flat_q = support_x.reshape(3, 6, -1), query_x.reshape(3, 9, -1)
+    cosine = np.einsum("tqd,tsd->tqs", flat_q / np.linalg.norm(flat_q, axis=-1, keepdims=True),
+                       flat_s / np.linalg.norm(flat_s, axis=-1, keepdims=True))
+    distance = np.linalg.norm(flat_q[:, :, None] - flat_s[:, None], axis=-1)
+    by_cosine = pixel_nearest_neighbour(support_x, support_y, query_x, metric="cosine").numpy()
+    by_distance = pixel_nearest_neighbour(support_x, support_y, query_x).numpy()
+    np.testing.assert_array_equal(by_cosine, cosine.argmax(-1))
+    np.testing.assert_array_equal(by_distance, distance.argmin(-1))
+    assert (by_cosine != by_distance).any()
+    with pytest.raises(ValueError, match="received metric='manhattan'"):
+        pixel_nearest_neighbour(support_x, support_y, query_x, metric="manhattan")
+
+
 def meta_batches(tasks=6, size=3):
     query_y = np.tile(np.arange(4), [tasks, 1]).astype(np.int32)
     batch = {"support_x": np.zeros([tasks, 4, 2], np.float32), "support_y": query_y,

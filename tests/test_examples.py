@@ -18,7 +18,8 @@ def load_example(name):
 def test_pixel_baseline_prints_an_accuracy(omniglot_dir, capsys):
     load_example("omniglot_pixel_baseline").main(
         ["--data-dir", str(omniglot_dir), "--episodes", "20", "--ways", "5"])
-    assert "pixel nearest neighbour, 5-way 1-shot, vinyals-test, 20 episodes: accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "pixel nearest neighbour (cosine), 5-way 1-shot, vinyals-test, 20 episodes: accuracy" in printed
 
 
 @pytest.mark.parametrize("example, flags", [

@@ -2,25 +2,36 @@
 
 import tensorflow as tf
 
+METRICS = ("cosine", "euclidean")
 
-def pixel_nearest_neighbour(support_x, support_y, query_x):
+
+def pixel_nearest_neighbour(support_x, support_y, query_x, metric="euclidean"):
     """Labels each query with the label of its nearest support example.
 
-    Euclidean distance on raw (flattened) inputs, no learning: the floor any
-    few-shot learner must clear.
+    Raw (flattened) inputs, no learning: the floor any few-shot learner must
+    clear. Vinyals et al. (2016) report this baseline with the cosine
+    similarity (`metric="cosine"`).
 
     Args:
         support_x: `[tasks, support, ...]`; support_y: `[tasks, support]`;
         query_x: `[tasks, queries, ...]`.
+        metric: `"euclidean"` (nearest in L2 distance) or `"cosine"` (largest
+            cosine similarity).
 
     Returns:
         int32 predicted labels `[tasks, queries]`.
     """
+    if metric not in METRICS:
+        raise ValueError(f"`metric` must be one of {METRICS}; received metric={metric!r}.")
+
     def flat(x):
         return tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], tf.shape(x)[1], -1])
 
     support, query = flat(support_x), flat(query_x)
-    # |q - s|^2 up to the per-query constant |q|^2, which does not change the argmin.
-    distances = (tf.reduce_sum(tf.square(support), axis=-1)[:, tf.newaxis, :]
-                 - 2.0 * tf.einsum("tqd,tsd->tqs", query, support))
-    return tf.gather(tf.cast(support_y, tf.int32), tf.argmin(distances, axis=-1), batch_dims=1)
+    if metric == "cosine":
+        scores = tf.einsum("tqd,tsd->tqs", tf.math.l2_normalize(query, -1), tf.math.l2_normalize(support, -1))
+    else:
+        # -|q - s|^2 up to the per-query constant |q|^2, which does not change the argmax.
+        scores = (2.0 * tf.einsum("tqd,tsd->tqs", query, support)
+                  - tf.reduce_sum(tf.square(support), axis=-1)[:, tf.newaxis, :])
+    return tf.gather(tf.cast(support_y, tf.int32), tf.argmax(scores, axis=-1), batch_dims=1)
