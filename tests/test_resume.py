@@ -1,4 +1,5 @@
-"""A training process killed mid-run resumes where it stopped and ends where an uninterrupted run ends."""
+"""A training process killed mid-run resumes where it stopped (and may be extended) and ends where an
+uninterrupted run ends."""
 
 import json
 import signal
@@ -14,20 +15,21 @@ from tfmeta.experiments import config as run_config
 from tfmeta.experiments import reporting
 
 EPOCHS = 15
+FIRST_EPOCHS = 10  # what the killed run was started for; it is resumed for EPOCHS
 
 
-def train_command(omniglot_dir, output, *extra):
+def train_command(omniglot_dir, output, *extra, epochs=EPOCHS):
     return [sys.executable, "-m", "tfmeta", "train", "--algorithm", "protonet", "--deterministic", "--seed", "5",
             "--data-dir", str(omniglot_dir), "--ways", "3", "--train-ways", "4", "--queries", "2",
-            "--train-queries", "2", "--iterations", str(EPOCHS), "--iterations-per-epoch", "1",
+            "--train-queries", "2", "--iterations", str(epochs), "--iterations-per-epoch", "1",
             "--val-episodes", "2", "--test-episodes", "4", "--output-dir", str(output), *extra]
 
 
-def test_sigkilled_training_resumes_to_the_same_weights_as_an_uninterrupted_run(omniglot_dir, tmp_path):
+def test_sigkilled_training_resumes_and_extends_to_the_same_weights_as_an_uninterrupted_run(omniglot_dir, tmp_path):
     subprocess.run(train_command(omniglot_dir, tmp_path / "whole"), check=True, capture_output=True, timeout=600)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(train_command(omniglot_dir, killed), stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(train_command(omniglot_dir, killed, epochs=FIRST_EPOCHS), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     latest = killed / "checkpoints" / "latest.json"
     deadline = time.time() + 300
@@ -40,7 +42,7 @@ def test_sigkilled_training_resumes_to_the_same_weights_as_an_uninterrupted_run(
         process.send_signal(signal.SIGKILL)
         process.wait()
     state = json.loads(latest.read_text())  # whatever moment the kill came, the checkpoint is whole
-    assert 3 <= state["epoch"] < EPOCHS, "the run should have been killed mid-way"
+    assert 3 <= state["epoch"] < FIRST_EPOCHS, "the run should have been killed mid-way"
     keras.models.load_model(killed / "checkpoints" / state["model"])
     assert not (killed / "results.json").exists()
 
@@ -77,3 +79,35 @@ def test_settings_newer_than_a_checkpoint_match_it_while_unset():
     assert reporting.changed_settings(saved, current) == []
     assert reporting.changed_settings(saved, {**current, "within_alphabet": True}) == ["within_alphabet"]
     assert reporting.changed_settings(saved, {**current, "meta_lr": 0.5}) == ["meta_lr"]
+
+
+def test_resume_refuses_a_checkpoint_past_the_requested_iterations(tmp_path):
+    parser = run_config.train_parser()
+    flags = ["--algorithm", "protonet", "--output-dir", str(tmp_path), "--iterations-per-epoch", "100"]
+    config = run_config.resolve(parser.parse_args([*flags, "--iterations", "500"]))
+    files = reporting.RunFiles(tmp_path)
+    files.checkpoints.mkdir()
+    files.latest.write_text(json.dumps({"epoch": 5, "model": "epoch-0005.keras", "history": {},
+                                        "train_seconds": 1.0, "config": vars(config)}))
+    shorter = run_config.resolve(parser.parse_args([*flags, "--iterations", "300", "--resume"]))
+    with pytest.raises(SystemExit, match="at 500 meta-iterations, past --iterations 300"):
+        reporting.fit(None, None, None, shorter, files)
+
+
+def test_iterations_must_be_whole_epochs():
+    parser = run_config.train_parser()
+    with pytest.raises(SystemExit, match="--iterations 1050 is not a whole number of epochs of "
+                                         "--iterations-per-epoch 500; make it a multiple, e.g. 1000"):
+        run_config.resolve(parser.parse_args(["--algorithm", "protonet", "--iterations", "1050"]))
+    assert run_config.resolve(parser.parse_args(["--algorithm", "maml", "--iterations", "50"])).iterations == 50
+
+
+def test_maml_on_a_cpu_gets_one_intra_op_thread_unless_told_otherwise():
+    parser = run_config.train_parser()
+
+    def threads(*flags):
+        return run_config.resolve(parser.parse_args(["--algorithm", *flags]))
+
+    assert threads("maml").intra_op_threads is None  # chosen when the process settings are applied
+    assert run_config.default_intra_op_threads("maml") == 1 and run_config.default_intra_op_threads("protonet") == 0
+    assert threads("maml", "--intra-op-threads", "0").intra_op_threads == 0

@@ -20,8 +20,8 @@ DEFAULTS = {
     "common": {
         "dataset": "omniglot", "split": "vinyals", "ways": 5, "shots": 1, "queries": 15, "meta_batch": 32,
         "iterations": 2000, "iterations_per_epoch": 100, "meta_lr": 1e-3, "val_episodes": 100,
-        "test_episodes": 1000, "seed": 0, "intra_op_threads": 0, "distribute": "none", "inner_lr": 0.4, "inner_steps": 1,
-        "eval_inner_steps": 3, "pooling": "stride", "fce_steps": 5, "temperature": 1.0,
+        "test_episodes": 1000, "seed": 0, "intra_op_threads": None, "distribute": "none", "inner_lr": 0.4,
+        "inner_steps": 1, "eval_inner_steps": 3, "pooling": "stride", "fce_steps": 5, "temperature": 1.0,
     },
     ("omniglot", "protonet"): {"train_ways": 60, "train_queries": 5, "meta_batch": 1, "iterations": 5000,
                                "iterations_per_epoch": 500},
@@ -100,9 +100,9 @@ def add_train_flags(parser):
     add_with_default("--val-episodes", type=int, help="fixed validation episodes after each epoch")
     add_with_default("--test-episodes", type=int, help="fixed test episodes (sinusoid: test tasks)")
     add_with_default("--seed", type=int, help="seed of weights and training episodes")
-    add_with_default("--intra-op-threads", type=int,
-                     help="TensorFlow intra-op threads, 0 for TensorFlow's choice; on a CPU, 1 is faster "
-                          "for MAML, whose task loop already keeps every core busy")
+    add("--intra-op-threads", type=int,
+        help="TensorFlow intra-op threads, 0 for TensorFlow's choice (default: 1 for MAML on a machine without "
+             "a GPU, where it is faster because the task loop already keeps every core busy; else 0)")
     add("--output-dir", help="where the run's files go (default: runs/<dataset>-<algorithm>-<ways>w<shots>s)")
     add("--resume", action="store_true", default=None,
         help="continue from the latest checkpoint in the output directory (after its last complete epoch, "
@@ -165,6 +165,10 @@ def resolve(args):
                          f"{config['lr_decay_every']}")
     if config["lr_decay_factor"] is not None and not 0 < config["lr_decay_factor"] <= 1:
         raise SystemExit(f"tfmeta train: --lr-decay-factor must be in (0, 1]; received {config['lr_decay_factor']}")
+    if config["iterations"] > config["iterations_per_epoch"] and config["iterations"] % config["iterations_per_epoch"]:
+        raise SystemExit(f"tfmeta train: --iterations {config['iterations']} is not a whole number of epochs of "
+                         f"--iterations-per-epoch {config['iterations_per_epoch']}; make it a multiple, e.g. "
+                         f"{config['iterations'] // config['iterations_per_epoch'] * config['iterations_per_epoch']}")
     prefix = dataset if config["split"] == "vinyals" else f"{dataset}-{config['split']}"
     config.setdefault("output_dir", f"runs/{prefix}-{config['algorithm']}-{config['ways']}w{config['shots']}s"
                       if dataset == "omniglot" else f"runs/sinusoid-maml-{config['shots']}shot")
@@ -183,12 +187,29 @@ def apply_process_settings(config):
     Call it before building a model: TensorFlow fixes its thread pools when
     it first runs an op.
     """
+    if config.intra_op_threads is None:
+        config.intra_op_threads = default_intra_op_threads(config.algorithm)
     if config.intra_op_threads:
-        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+        except RuntimeError:  # TensorFlow already runs (e.g. a second run in one Python process)
+            print(f"TensorFlow is already running: intra-op threads stay at "
+                  f"{tf.config.threading.get_intra_op_parallelism_threads() or 'its choice'}")
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     return config
+
+
+def default_intra_op_threads(algorithm):
+    """1 for MAML without a GPU, else 0 (TensorFlow's choice).
+
+    MAML's task loop runs tasks concurrently, one per core; splitting each
+    small op across cores on top of that costs more than it gains
+    (`benchmarks/maml_throughput.py`: docs/performance.md). Metric learners
+    run one large batch, which more threads speed up.
+    """
+    return 1 if algorithm == "maml" and not tf.config.list_physical_devices("GPU") else 0
 
 
 def distribution_strategy(config):

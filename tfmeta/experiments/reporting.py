@@ -105,8 +105,9 @@ class RunFiles:
         print(f"wrote {', '.join(str(path) for path in written)}")
 
 
-# Settings a resumed run may change: they do not change what is computed.
-RESUMABLE_CHANGES = ("resume", "intra_op_threads", "output_dir")
+# Settings a resumed run may change: they do not change what is computed up to the checkpoint
+# (`iterations` may grow: a resumed run trains on to the new total).
+RESUMABLE_CHANGES = ("resume", "intra_op_threads", "output_dir", "iterations")
 
 
 class Checkpoint(keras.callbacks.Callback):
@@ -174,6 +175,10 @@ def _resume(model, config, files):
         settings = ", ".join(f"{key}={state['config'].get(key)!r}" for key in changed)
         raise SystemExit(f"tfmeta train --resume: the checkpoint in {files.checkpoints} was made with other "
                          f"settings: {settings}")
+    per_epoch, epochs = epochs_of(config)
+    if epochs < state["epoch"]:
+        raise SystemExit(f"tfmeta train --resume: the checkpoint in {files.checkpoints} is at "
+                         f"{state['epoch'] * per_epoch} meta-iterations, past --iterations {config.iterations}")
     print(f"resuming after epoch {state['epoch']} from {files.checkpoints / state['model']}")
     model = keras.models.load_model(files.checkpoints / state["model"])
     return model, state["epoch"], state["history"], state["train_seconds"]
