@@ -1,6 +1,6 @@
 """MAML on N-way K-shot Omniglot (Finn et al. 2017, section 5.2).
 
-    python examples/maml_omniglot.py --ways 5 --shots 1 --intra-op-threads 1
+    python examples/maml_omniglot.py --ways 5 --shots 1
 
 Meta-trains Finn's CNN on the Vinyals training classes (rotations as extra
 classes) with Keras progress bars and a validation score per epoch, then
