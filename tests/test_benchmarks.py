@@ -31,11 +31,14 @@ def test_op_profile_attributes_maml_time_to_its_convolutions():
          "--warmup", "1", "--profile-ops", "1"],
         capture_output=True, text=True, timeout=300, check=True,
     )
+    total = float(re.search(r"summed over threads: (\d+) ms in", completed.stdout).group(1))
     rows = re.findall(r"^  (\S+) +([\d.]+) ms +([\d.]+)% +(\d+) calls$", completed.stdout, re.MULTILINE)
-    shares = {op_type: float(share) for op_type, _, share, _ in rows}
-    assert any("Conv2D" in op_type for op_type in shares), rows
-    assert 0 < sum(shares.values()) <= 100.1
-    assert list(shares.values()) == sorted(shares.values(), reverse=True)
+    times = {op_type: float(ms) for op_type, ms, _, _ in rows}
+    assert any("Conv2D" in op_type for op_type in times), rows
+    for op_type, ms, share, _ in rows:  # each share is the op type's time over the printed total
+        assert float(share) == pytest.approx(100 * float(ms) / total, abs=0.1 + 100 * 0.5 / total)
+    assert sum(times.values()) <= total + 0.05 * len(times) + 0.5
+    assert list(times.values()) == sorted(times.values(), reverse=True)
 
 
 def test_convolution_speed_benchmark_times_each_convolution_of_a_maml_step():

@@ -5,11 +5,16 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import REPO
 from tfmeta import cli
+from tfmeta.data import sinusoid_tasks
+from tfmeta.evaluation import mean_confidence_interval
 from tfmeta.experiments import config as run_config
+from tfmeta.experiments import sinusoid
 from tfmeta.experiments.omniglot import run_name
 
 
@@ -158,6 +163,21 @@ def test_committed_savedmodels_reproduce_their_recorded_accuracy(version_dir, fl
     accuracy, ci95, measured_episodes = map(float, reported_accuracy(capsys.readouterr().out))
     assert measured_episodes == episodes
     assert abs(accuracy - 100 * recorded["accuracy"]) <= max(ci95, 100 * recorded["ci95"])
+
+
+def test_committed_sinusoid_model_reproduces_its_recorded_query_error():
+    """The served regressor on the first 200 of its recorded test tasks: MSE after its one baked-in step."""
+    card = json.loads((REPO / "savedmodels" / "maml-sinusoid-10shot" / "model.json").read_text())
+    serve = tf.saved_model.load(str(REPO / "savedmodels" / "maml-sinusoid-10shot" / "1")).signatures["serving_tasks"]
+    config = run_config.resolve(run_config.train_parser().parse_args(card["training_command"].split()[2:]))
+    tasks = sinusoid_tasks(card["shots"], config.queries, seed=sinusoid.TEST_SEED + config.seed, num_tasks=200,
+                           meta_batch_size=100)
+    errors = np.concatenate([
+        np.mean((serve(support_x=t["support_x"], support_y=t["support_y"], query_x=t["query_x"])["predictions"]
+                 - t["query_y"]) ** 2, axis=(1, 2)) for t in tasks])
+    mean, ci95 = mean_confidence_interval(errors)
+    assert card["maml"]["inner_steps"] == 1 and len(errors) == 200
+    assert abs(mean - card["mse_1_steps"]) <= max(ci95, card["ci95_1_steps"]), (mean, ci95)
 
 
 @pytest.mark.parametrize("flags, name", [

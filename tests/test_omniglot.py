@@ -1,3 +1,4 @@
+import collections
 import hashlib
 import io
 import shutil
@@ -122,14 +123,24 @@ def test_tensorflow_datasets_path_gives_the_same_classes_and_images(omniglot_dir
         assert key(through_tfds.images[rows]) == key(release.images[rows])
 
 
-def test_tensorflow_datasets_mock_loads_offline(mocked_tfds_omniglot):
+def test_tensorflow_datasets_records_become_the_images_of_their_characters(mocked_tfds_omniglot):
+    """Through TFDS's own mock of `omniglot` (its real feature names): every record is one image, of the class
+    its alphabet and character ids name, with ink = 1 - gray / 255."""
     omniglot._read_tfds.cache_clear()
     with tfds.testing.mock_data(num_examples=40):
-        data = load_omniglot("evaluation")
+        data = load_omniglot("evaluation", image_size=105, rotations=False)
+        records = list(tfds.load("omniglot", split="test").as_numpy_iterator())
     omniglot._read_tfds.cache_clear()
-    assert data.example_shape == (28, 28, 1) and len(data) == 4 * 40
-    assert all(name.split("/")[1].startswith("character") for name in data.class_names)
-    assert 0.0 <= data.images.min() and data.images.max() <= 1.0
+    alphabets = omniglot._alphabets()
+    expected = collections.defaultdict(list)
+    for record in records:
+        name = f"{alphabets[record['alphabet']]}/character{record['alphabet_char_id'] + 1:02d}"
+        expected[name].append(1.0 - record["image"][..., :1].astype(np.float32) / 255.0)
+    assert data.class_names == sorted(expected) and len(data) == len(records) == 40
+    key = lambda images: sorted(hashlib.sha1(np.asarray(i, np.float32).tobytes()).hexdigest() for i in images)
+    for c, name in enumerate(data.class_names):
+        rows = slice(data.class_start[c], data.class_start[c] + data.class_count[c])
+        assert key(data.images[rows]) == key(expected[name])
 
 
 def test_real_omniglot_episodes_hold_their_invariants(omniglot_dir):
