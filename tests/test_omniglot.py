@@ -74,6 +74,14 @@ def test_image_size_is_honoured(omniglot_dir, tmp_path):
     full = load_omniglot("background", zipped, image_size=105, rotations=False)
     assert full.example_shape == (105, 105, 1)
     assert set(np.unique(full.images)) == {0.0, 1.0}  # the release is 1-bit
+    # Area downsampling by 3 is the mean of each 3x3 block; a client's bilinear resize is not.
+    blocks = full.images.reshape(-1, 35, 3, 35, 3, 1).mean(axis=(2, 4))
+    area = load_omniglot("background", zipped, image_size=35, rotations=False)
+    np.testing.assert_allclose(area.images, blocks, atol=1e-6)
+    bilinear = load_omniglot("background", zipped, image_size=35, rotations=False, resize="bilinear")
+    assert np.abs(bilinear.images - blocks).max() > 0.3 and 0.0 <= bilinear.images.min()
+    with pytest.raises(ValueError, match="received 'lanczos'"):
+        load_omniglot("background", zipped, resize="lanczos")
 
 
 def test_zip_and_extracted_folder_give_identical_data(omniglot_dir, tmp_path, background):

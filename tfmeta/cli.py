@@ -107,6 +107,7 @@ def evaluate(args):
 
 def parser():
     from tfmeta.data import OMNIGLOT_SPLITS
+    from tfmeta.data.omniglot import RESIZE_METHODS
     from tfmeta.experiments import config
     from tfmeta.experiments.omniglot import LAKE_RUNS
 
@@ -137,6 +138,9 @@ def parser():
     evaluate_parser.add_argument("--episodes", type=int, default=1000, help="episodes (default: 1000)")
     evaluate_parser.add_argument("--seed", type=int, default=0, help="seed of the episodes (default: 0, "
                                                                      "tfmeta train's test episodes)")
+    evaluate_parser.add_argument("--resize", default="area", choices=RESIZE_METHODS,
+                                 help="how the 105x105 drawings are downsampled: area (as in training; the "
+                                      "default), or a client's common choices, to measure how much that matters")
     evaluate_parser.add_argument("--in-class-order", action="store_true",
                                  help="list each episode's examples class by class instead of in random order "
                                       "(order-aware models such as Matching Networks with FCE score differently)")

@@ -39,7 +39,7 @@ def _read_members(data_dir):
         raise ValueError(f"{archive!r} is not a valid zip file: {error}") from None
 
 
-def load_lake_runs(data_dir=None, image_size=28):
+def load_lake_runs(data_dir=None, image_size=28, resize="area"):
     """The 20 one-shot runs of Lake et al. (2015) as one meta-batch of 20 episodes.
 
     In each run, 20 characters of one evaluation alphabet have one drawing
@@ -55,6 +55,7 @@ def load_lake_runs(data_dir=None, image_size=28):
             `None`, searched for as `tfmeta.data.locations` describes
             (tensorflow-datasets does not have these runs).
         image_size: side of the square output images.
+        resize: how the drawings are downsampled, as in `load_omniglot`.
 
     Returns:
         A dict of NumPy arrays: `support_x`, `query_x` float32
@@ -97,7 +98,7 @@ def load_lake_runs(data_dir=None, image_size=28):
         images = np.stack([tf.io.decode_png(png, channels=1).numpy() for png in pngs])
     except tf.errors.InvalidArgumentError as error:
         raise ValueError(f"{where!r} holds an image that is not a valid PNG: {error.message}") from None
-    images = _to_ink_images(images, image_size).numpy().reshape([2, RUNS, WAYS, image_size, image_size, 1])
+    images = _to_ink_images(images, image_size, resize).numpy().reshape([2, RUNS, WAYS, image_size, image_size, 1])
     return {
         "support_x": images[0],
         "support_y": np.tile(np.arange(WAYS, dtype=np.int32), [RUNS, 1]),

@@ -29,9 +29,17 @@ VINYALS_SPLITS = {
 }
 SPLITS = tuple(LAKE_SPLITS) + tuple(VINYALS_SPLITS)
 _TFDS_SPLIT = {BACKGROUND: "train", EVALUATION: "test"}
+# How 105x105 drawings become image_size: tfmeta's own (area averaging), and
+# what clients commonly use instead, to measure how much a model cares.
+RESIZE_METHODS = {
+    "area": {"method": "area"},
+    "bilinear": {"method": "bilinear"},  # tf.image.resize's default: no antialiasing
+    "bilinear-antialias": {"method": "bilinear", "antialias": True},
+    "bicubic-antialias": {"method": "bicubic", "antialias": True},  # close to Pillow's Image.resize
+}
 
 
-def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data_dir=None):
+def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data_dir=None, resize="area"):
     """Loads an Omniglot split as `LabelledData`, one class per character.
 
     Images are float32 `[image_size, image_size, 1]` with ink = 1.0 and
@@ -55,6 +63,11 @@ def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data
         rotations: add the rotated characters as classes (x4 classes).
         tfds_data_dir: tensorflow-datasets' data directory, when
             `data_dir` is `None`.
+        resize: how the 105x105 drawings are downsampled: `"area"`
+            (averaging, what tfmeta's models are trained on), or, to test a
+            model on what a client's own resizing gives, `"bilinear"`
+            (`tf.image.resize`'s default), `"bilinear-antialias"` or
+            `"bicubic-antialias"` (close to Pillow's `Image.resize`).
 
     Reading all 32,460 images takes a few seconds; each part of the release
     is decoded once per process.
@@ -72,6 +85,8 @@ def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data
         raise ValueError(f"Unknown Omniglot split {split!r}; choose one of {list(SPLITS)}.")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"`image_size` must be a positive integer; received {image_size!r}.")
+    if resize not in RESIZE_METHODS:
+        raise ValueError(f"`resize` must be one of {list(RESIZE_METHODS)}; received {resize!r}.")
     data_dir = locations.find_omniglot_dir(data_dir)
     if data_dir is not None:
         if not os.path.isdir(data_dir):
@@ -79,8 +94,8 @@ def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data
 
     def read(part):
         if data_dir is None:
-            return _read_tfds(part, image_size, tfds_data_dir)
-        return _read_release(data_dir, part, image_size)
+            return _read_tfds(part, image_size, tfds_data_dir, resize)
+        return _read_release(data_dir, part, image_size, resize)
 
     if split in LAKE_SPLITS:
         return _with_rotations(*read(LAKE_SPLITS[split]), rotations)
@@ -123,16 +138,17 @@ def _with_rotations(images, characters, rotations):
     return LabelledData(np.concatenate(rotated), np.concatenate(rotated_labels), class_names)
 
 
-def _to_ink_images(images, image_size):
-    """uint8 images `[n, 105, 105, c]` (black ink on white) -> float32 ink = 1."""
+def _to_ink_images(images, image_size, resize="area"):
+    """uint8 images `[n, 105, 105, c]` (black ink on white) -> float32 ink = 1, in [0, 1]."""
     ink = 1.0 - tf.cast(images[..., :1], tf.float32) / 255.0
     if ink.shape[1] == image_size and ink.shape[2] == image_size:
         return ink
-    return tf.image.resize(ink, (image_size, image_size), method="area")
+    # Bicubic overshoots a little at stroke edges; a client clips to the served range.
+    return tf.clip_by_value(tf.image.resize(ink, (image_size, image_size), **RESIZE_METHODS[resize]), 0.0, 1.0)
 
 
 @functools.lru_cache(maxsize=8)
-def _read_release(data_dir, part, image_size):
+def _read_release(data_dir, part, image_size, resize="area"):
     """Reads one part of the official release (zip or extracted folder).
 
     Returns images `[n, s, s, 1]` and each image's character name, sorted by
@@ -160,7 +176,7 @@ def _read_release(data_dir, part, image_size):
         lambda png: tf.io.decode_png(png, channels=1), num_parallel_calls=tf.data.AUTOTUNE
     ).batch(4096)
     try:
-        images = np.concatenate([_to_ink_images(b, image_size).numpy() for b in decoded])
+        images = np.concatenate([_to_ink_images(b, image_size, resize).numpy() for b in decoded])
     except tf.errors.InvalidArgumentError as error:
         raise ValueError(f"{where!r} holds an image that is not a valid PNG: {error.message}") from None
     return images, characters
@@ -210,7 +226,7 @@ def _release_members(archive, zip_file, part):
 
 
 @functools.lru_cache(maxsize=8)
-def _read_tfds(part, image_size, tfds_data_dir):
+def _read_tfds(part, image_size, tfds_data_dir, resize="area"):
     """Reads one part of Omniglot through tensorflow-datasets."""
     import tensorflow_datasets as tfds
 
@@ -225,7 +241,7 @@ def _read_tfds(part, image_size, tfds_data_dir):
     alphabets = np.array(_alphabets())
     images, characters = [], []
     for batch in dataset.batch(4096):
-        images.append(_to_ink_images(batch["image"], image_size).numpy())
+        images.append(_to_ink_images(batch["image"], image_size, resize).numpy())
         character_ids = batch["alphabet_char_id"].numpy() + 1
         names = alphabets[batch["alphabet"].numpy()]
         characters += [f"{a}/character{c:02d}" for a, c in zip(names, character_ids)]

@@ -73,14 +73,15 @@ def evaluate(args):
               f"{args.split} ({args.queries} queries per class, seed {args.seed}):")
     try:
         episodes, num_episodes = fixed_episodes(args.split, args.data_dir, ways, shots, args.queries,
-                                                args.episodes, args.seed, shuffle=not args.in_class_order)
+                                                args.episodes, args.seed, shuffle=not args.in_class_order,
+                                                resize=args.resize)
     except OmniglotNotFoundError as error:
         raise SystemExit(f"tfmeta evaluate: {error}") from None
     accuracies = episode_accuracies(predict, episodes, num_episodes)
     mean, half_width = mean_confidence_interval(accuracies)
     print(f"accuracy {100 * mean:.2f} ± {100 * half_width:.2f}% over {len(accuracies)} episodes")
     evaluation = {"model": portable_path(args.model), "split": args.split, "ways": ways, "shots": shots,
-                  "queries": args.queries, "seed": args.seed, "in_class_order": args.in_class_order,
+                  "queries": args.queries, "seed": args.seed, "in_class_order": args.in_class_order, "resize": args.resize,
                   "accuracy": mean, "ci95": half_width, "test_episodes": len(accuracies), "command": command_line()}
     if args.output:
         output = pathlib.Path(args.output)

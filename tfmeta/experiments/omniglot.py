@@ -59,14 +59,14 @@ def _lake_splits(data_dir):
 LAKE_RUNS = "lake-runs"  # Lake's 20 one-shot runs (all_runs.zip), as a test split
 
 
-def fixed_episodes(split, data_dir, ways, shots, queries, num_episodes, seed=0, shuffle=True):
+def fixed_episodes(split, data_dir, ways, shots, queries, num_episodes, seed=0, shuffle=True, resize="area"):
     """Fixed test episodes and their number: Lake's 20 runs for `LAKE_RUNS` (20-way 1-shot whatever
     `ways` and `shots` say), else `num_episodes` seeded episodes of an Omniglot split, their examples
-    in random order unless `shuffle` is false."""
+    in random order unless `shuffle` is false, the drawings downsampled by `resize`."""
     if split == LAKE_RUNS:
-        runs = tfmeta.data.load_lake_runs(data_dir)
+        runs = tfmeta.data.load_lake_runs(data_dir, resize=resize)
         return tf.data.Dataset.from_tensors(runs), len(runs["support_y"])
-    data = tfmeta.data.load_omniglot(split, data_dir)
+    data = tfmeta.data.load_omniglot(split, data_dir, resize=resize)
     meta_batch_size = tfmeta.data.fitting_meta_batch_size(num_episodes)
     return tfmeta.data.evaluation_episodes(data, ways, shots, queries, num_episodes, seed=seed, shuffle=shuffle,
                                            meta_batch_size=meta_batch_size), num_episodes
