@@ -75,6 +75,8 @@ def budget(row):
     if train_ways and train_ways != row.get("ways"):
         episodes += f" ({train_ways}-way)"
     trained = f"{row['iterations']:,} iterations × {episodes}, {row['train_seconds'] / 60:.0f} min"
+    if row.get("selected_iteration", row["iterations"]) != row["iterations"]:
+        trained += f", tested at iteration {row['selected_iteration']:,} ({row['selected_by']})"
     task = f"{row.get('ways')}-way {row['shots']}-shot"  # sinusoid rows have no ways
     if row.get("same_model_as", task) != task:
         trained += f" (the {row['same_model_as']} model)"

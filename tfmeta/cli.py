@@ -15,7 +15,7 @@ DATASET_INPUTS = {
 
 # What model.json takes over from a training run's results.json.
 RESULTS_KEYS = ("algorithm", "dataset", "split", "ways", "shots", "accuracy", "ci95", "test_episodes", "iterations",
-                "episodes_seen", "train_seconds")
+                "selected_iteration", "selected_by", "episodes_seen", "train_seconds")
 
 
 # What model.json keeps of each `tfmeta evaluate --output` file given to export.

@@ -104,6 +104,11 @@ def add_train_flags(parser):
         help="TensorFlow intra-op threads, 0 for TensorFlow's choice (default: 1 for MAML on a machine without "
              "a GPU, where it is faster because the task loop already keeps every core busy; else 0)")
     add("--output-dir", help="where the run's files go (default: runs/<dataset>-<algorithm>-<ways>w<shots>s)")
+    add("--test-last", action="store_true", default=None,
+        help="test the model of the last epoch (default: the one with the best validation accuracy, or loss "
+             "for regression, as Snell et al. and MAML++ select)")
+    add("--early-stopping", type=int, metavar="N",
+        help="stop after N epochs without a better validation score (default: train all --iterations)")
     add("--resume", action="store_true", default=None,
         help="continue from the latest checkpoint in the output directory (after its last complete epoch, "
              "on the episodes that follow), if there is one; the other settings must be the same")
@@ -148,7 +153,7 @@ def resolve(args):
                          f"--algorithm {settings['algorithm']}")
     config = {**DEFAULTS["common"], **DEFAULTS.get((dataset, settings["algorithm"]), {}), **settings}
     for flag in ("first_order", "learn_inner_lr", "fce", "learn_temperature", "skip_non_finite", "deterministic",
-                 "resume", "within_alphabet"):
+                 "resume", "within_alphabet", "test_last"):
         config[flag] = bool(config.get(flag))
     config.setdefault("train_ways", None)
     config.setdefault("train_queries", None)
@@ -158,6 +163,10 @@ def resolve(args):
                          f"{config['train_ways']}")
     config.setdefault("data_dir", None)
     config.setdefault("clip_norm", None)
+    config.setdefault("early_stopping", None)
+    if config["early_stopping"] is not None and config["early_stopping"] < 1:
+        raise SystemExit(f"tfmeta train: --early-stopping must be a positive number of epochs; received "
+                         f"{config['early_stopping']}")
     config.setdefault("lr_decay_every", None)
     config.setdefault("lr_decay_factor", None)  # LR_DECAY_FACTOR when decaying; unset, so old checkpoints resume
     if config["lr_decay_every"] is not None and config["lr_decay_every"] < 1:

@@ -9,6 +9,7 @@ import sys
 import time
 
 import keras
+import numpy as np
 
 from tfmeta.data.locations import find_omniglot_dir
 
@@ -107,18 +108,37 @@ class RunFiles:
 
 # Settings a resumed run may change: they do not change what is computed up to the checkpoint
 # (`iterations` may grow: a resumed run trains on to the new total).
-RESUMABLE_CHANGES = ("resume", "intra_op_threads", "output_dir", "iterations")
+RESUMABLE_CHANGES = ("resume", "intra_op_threads", "output_dir", "iterations", "test_last", "early_stopping")
+
+
+def best_epoch(history):
+    """`(epoch, metric)`: the 1-based epoch with the best validation score so far and the metric that
+    says so (`val_accuracy`, highest, for classifiers; else `val_loss`, lowest), the first of ties;
+    `(None, None)` without validation."""
+    metric = next((key for key in ("val_accuracy", "val_loss") if history.get(key)), None)
+    if metric is None:
+        return None, None
+    values = np.asarray(history[metric])
+    return int(np.argmax(values) if metric == "val_accuracy" else np.argmin(values)) + 1, metric
+
+
+def stops_early(history, patience):
+    """Whether `patience` epochs have passed without a better validation score."""
+    best, _ = best_epoch(history)
+    return bool(patience) and best is not None and len(history["loss"]) - best >= patience
 
 
 class Checkpoint(keras.callbacks.Callback):
     """Saves the model (with optimizer state) and the run's progress after every epoch.
 
     Each save is complete before it becomes visible: the model goes to a
-    temporary name and is renamed to `checkpoints/epoch-NNNN.keras`, then
-    `checkpoints/latest.json` (epoch, model file, history so far, training
-    seconds, settings) is replaced the same way, and only then are older
-    checkpoints deleted. A process killed at any moment leaves a
-    `latest.json` that names a complete model.
+    temporary name and is renamed to `checkpoints/epoch-NNNN.keras` (and to
+    `checkpoints/best.keras` when its validation score is the best so far),
+    then `checkpoints/latest.json` (epoch, model file, history so far,
+    training seconds, settings) is replaced the same way, and only then are
+    older checkpoints deleted. A process killed at any moment leaves a
+    `latest.json` that names a complete model. With `config.early_stopping`
+    N, training stops after N epochs without a better validation score.
     """
 
     def __init__(self, files, config, history, seconds_before):
@@ -137,9 +157,10 @@ class Checkpoint(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         self.files.checkpoints.mkdir(exist_ok=True)
         name = f"epoch-{epoch + 1:04d}.keras"
-        temporary = self.files.checkpoints / f".partial-{name}"
-        self.model.save(temporary)
-        os.replace(temporary, self.files.checkpoints / name)
+        for target in [name, *([BEST] if best_epoch(self.history)[0] == epoch + 1 else [])]:
+            temporary = self.files.checkpoints / f".partial-{target}"
+            self.model.save(temporary)
+            os.replace(temporary, self.files.checkpoints / target)
         state = {"epoch": epoch + 1, "model": name, "history": self.history,
                  "train_seconds": self.seconds, "config": vars(self.config)}
         temporary = self.files.checkpoints / ".partial-latest.json"
@@ -148,6 +169,12 @@ class Checkpoint(keras.callbacks.Callback):
         for old in self.files.checkpoints.glob("epoch-*.keras"):
             if old.name != name:
                 old.unlink()
+        if stops_early(self.history, self.config.early_stopping):
+            print(f"no better validation score for {self.config.early_stopping} epochs: stopping")
+            self.model.stop_training = True
+
+
+BEST = "best.keras"
 
 
 def epochs_of(config):
@@ -189,9 +216,11 @@ def fit(model, train_stream, validation, config, files):
 
     `train_stream(start)` is the training stream from meta-batch `start`
     on; with `config.resume`, training continues after the latest
-    checkpoint, on the meta-batches that follow it. Returns the model (the
-    checkpoint's when resuming), the history of every epoch and the
-    training seconds, interruptions excluded.
+    checkpoint, on the meta-batches that follow it. Returns the model, the
+    history of every epoch, the training seconds (interruptions excluded)
+    and the epoch the model is from: the one with the best validation score
+    (as Snell et al. and MAML++ select), or the last with
+    `config.test_last` or without validation.
     """
     per_epoch, epochs = epochs_of(config)
     model, initial_epoch, history, seconds = _resume(model, config, files)
@@ -201,20 +230,30 @@ def fit(model, train_stream, validation, config, files):
         print("no TensorBoard logs: install tensorboard (it comes with tensorflow and tfmeta[cpu])")
     else:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(files.logs)))
-    if initial_epoch < epochs:
+    if initial_epoch < epochs and not stops_early(history, config.early_stopping):
         model.fit(train_stream(initial_epoch * per_epoch), steps_per_epoch=per_epoch, epochs=epochs,
                   initial_epoch=initial_epoch, validation_data=validation, callbacks=callbacks,
                   verbose=1 if sys.stdout.isatty() else 2)
-    return model, checkpoint.history, checkpoint.seconds
+    last = len(checkpoint.history.get("loss", []))
+    best, metric = best_epoch(checkpoint.history)
+    if config.test_last or best in (None, last):
+        return model, checkpoint.history, checkpoint.seconds, last
+    print(f"testing the model of epoch {best} of {last}, the best by {metric}")
+    return keras.models.load_model(files.checkpoints / BEST), checkpoint.history, checkpoint.seconds, best
 
 
-def training_record(history, config, train_seconds):
-    """The part of results.json that describes training: budget, curve, configuration, command."""
-    per_epoch, epochs = epochs_of(config)
+def training_record(history, config, train_seconds, selected_epoch):
+    """The part of results.json that describes training: budget, curve, the epoch tested, configuration,
+    command."""
+    per_epoch, _ = epochs_of(config)
+    epochs = len(history["loss"])
     curve = {"iteration": [per_epoch * (epoch + 1) for epoch in range(epochs)]}
     curve.update({key: [round(float(value), 5) for value in values] for key, values in history.items()})
+    best, metric = best_epoch(history)
     return {
-        "iterations": per_epoch * epochs, "meta_batch": config.meta_batch,
+        "iterations": per_epoch * epochs, "selected_iteration": per_epoch * selected_epoch,
+        "selected_by": "last epoch" if selected_epoch == epochs and best != epochs else f"best {metric}",
+        "meta_batch": config.meta_batch,
         "episodes_seen": per_epoch * epochs * config.meta_batch, "train_seconds": round(train_seconds, 1),
         "curve": curve, "config": portable_config(config), "command": command_line(),
     }
