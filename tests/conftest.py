@@ -1,5 +1,6 @@
 import pathlib
 
+import numpy as np
 import pytest
 
 from tfmeta.data import locations
@@ -29,3 +30,19 @@ def no_local_omniglot(monkeypatch, tmp_path):
 def mocked_tfds_omniglot(no_local_omniglot, monkeypatch):
     """As `no_local_omniglot`, for tests under `tfds.testing.mock_data`, which needs no network."""
     monkeypatch.setattr(locations, "check_download_possible", lambda: None)
+
+
+def random_episodes(example_shape, tasks=2, ways=3, shots=2, queries=3, seed=0, pixels=False, dtype="float32"):
+    """A meta-batch of random episodes as NumPy arrays, labels class by class.
+
+    Inputs are standard normal, or uniform in [0, 1] with `pixels=True` (what
+    a served image model accepts).
+    """
+    rng = np.random.default_rng(seed)
+    draw = rng.uniform if pixels else rng.normal
+    return {
+        "support_x": draw(size=[tasks, ways * shots, *example_shape]).astype(dtype),
+        "support_y": np.tile(np.repeat(np.arange(ways), shots), [tasks, 1]).astype(np.int32),
+        "query_x": draw(size=[tasks, ways * queries, *example_shape]).astype(dtype),
+        "query_y": np.tile(np.repeat(np.arange(ways), queries), [tasks, 1]).astype(np.int32),
+    }

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
+from conftest import random_episodes
 from tfmeta.algorithms import MatchingNetwork, PrototypicalNetwork, cosine_similarity
 from tfmeta.baselines import pixel_nearest_neighbour
 from tfmeta.evaluation import episode_accuracies
@@ -12,16 +13,6 @@ from tfmeta.evaluation import episode_accuracies
 def identity_embedding(size=4):
     inputs = keras.Input((size,))
     return keras.Model(inputs, keras.layers.Identity()(inputs))
-
-
-def vector_episodes(tasks=2, ways=3, shots=2, queries=4, size=4, seed=0):
-    rng = np.random.default_rng(seed)
-    return {
-        "support_x": rng.normal(size=[tasks, ways * shots, size]).astype(np.float32),
-        "support_y": np.tile(np.repeat(np.arange(ways), shots), [tasks, 1]).astype(np.int32),
-        "query_x": rng.normal(size=[tasks, ways * queries, size]).astype(np.float32),
-        "query_y": np.tile(np.repeat(np.arange(ways), queries), [tasks, 1]).astype(np.int32),
-    }
 
 
 def numpy_matching_probabilities(support, support_y, query, ways, temperature=1.0):
@@ -33,7 +24,7 @@ def numpy_matching_probabilities(support, support_y, query, ways, temperature=1.
 
 
 def test_matching_predictions_equal_a_numpy_reference():
-    episodes = vector_episodes()
+    episodes = random_episodes((4,), queries=4)
     model = MatchingNetwork(identity_embedding(), temperature=3.0)
     log_probabilities = model.predict(episodes, verbose=0)
     for t in range(2):
@@ -44,7 +35,7 @@ def test_matching_predictions_equal_a_numpy_reference():
 
 
 def test_prototype_predictions_equal_a_numpy_reference():
-    episodes = vector_episodes()
+    episodes = random_episodes((4,), queries=4)
     logits = PrototypicalNetwork(identity_embedding()).predict(episodes, verbose=0)
     for t in range(2):
         support, labels = episodes["support_x"][t], episodes["support_y"][t]
@@ -55,7 +46,7 @@ def test_prototype_predictions_equal_a_numpy_reference():
 
 @pytest.mark.parametrize("model_class", [MatchingNetwork, PrototypicalNetwork])
 def test_predictions_do_not_depend_on_support_order(model_class):
-    episodes = vector_episodes()
+    episodes = random_episodes((4,), queries=4)
     model = model_class(identity_embedding())
     order = np.random.default_rng(1).permutation(6)
     shuffled = dict(episodes, support_x=episodes["support_x"][:, order],
@@ -66,7 +57,7 @@ def test_predictions_do_not_depend_on_support_order(model_class):
 
 def test_matching_attention_is_the_cosine_of_the_embeddings():
     """Regression for the tutorial's first bug: it normalised the similarity matrix."""
-    episodes = vector_episodes(tasks=1)
+    episodes = random_episodes((4,), tasks=1, queries=4)
     query, support = episodes["query_x"][0], episodes["support_x"][0]
     ours = cosine_similarity(query, support).numpy()
     unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)
@@ -89,7 +80,7 @@ def test_matching_predicts_attention_over_support_labels_without_a_classifier_he
     embedding = tfmeta.models.dense_embedding(4, units=(8, 6))
     model = MatchingNetwork(embedding)
     assert {id(v) for v in model.trainable_variables} == {id(v) for v in embedding.trainable_variables}
-    episodes = vector_episodes(tasks=1)
+    episodes = random_episodes((4,), tasks=1, queries=4)
     support = embedding(episodes["support_x"][0]).numpy()
     query = embedding(episodes["query_x"][0]).numpy()
     expected = numpy_matching_probabilities(support, episodes["support_y"][0], query, 3)
@@ -103,7 +94,7 @@ def test_matching_predicts_attention_over_support_labels_without_a_classifier_he
 
 
 def test_full_context_embeddings_give_distributions_that_depend_on_support_order():
-    episodes = vector_episodes()
+    episodes = random_episodes((4,), queries=4)
     model = MatchingNetwork(identity_embedding(), fce=True, fce_steps=3)
     log_probabilities = model.predict(episodes, verbose=0)
     np.testing.assert_allclose(np.exp(log_probabilities).sum(-1), 1.0, rtol=1e-5)
@@ -162,7 +153,7 @@ def test_a_few_hundred_omniglot_episodes_beat_raw_pixel_nearest_neighbour(omnigl
 )
 @pytest.mark.parametrize("model_class", [MatchingNetwork, PrototypicalNetwork])
 def test_bad_support_sets_are_named(model_class, change, message):
-    episodes = vector_episodes()
+    episodes = random_episodes((4,), queries=4)
     change(episodes)
     model = model_class(identity_embedding())
     model.compile(optimizer="adam")
@@ -171,7 +162,7 @@ def test_bad_support_sets_are_named(model_class, change, message):
 
 
 def test_a_support_class_without_examples_fails_inside_the_graph_too():
-    episodes = vector_episodes()
+    episodes = random_episodes((4,), queries=4)
     episodes["support_y"][:, 2:4] = 0  # class 1 has no support example
     with pytest.raises(tf.errors.InvalidArgumentError, match="a class has no support example"):
         PrototypicalNetwork(identity_embedding())(episodes)
@@ -185,7 +176,7 @@ def test_a_support_class_without_examples_fails_inside_the_graph_too():
 def test_keras_saving_round_trip(tmp_path, model):
     model = model()
     model.compile(optimizer="adam")
-    episodes = vector_episodes()
+    episodes = random_episodes((4,), queries=4)
     model.fit(tf.data.Dataset.from_tensors(episodes), verbose=0)
     model.save(tmp_path / "model.keras")
     restored = keras.models.load_model(tmp_path / "model.keras")
