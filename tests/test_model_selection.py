@@ -1,4 +1,5 @@
-"""tfmeta train tests the model of the epoch with the best validation score, and may stop early."""
+"""tfmeta train tests the model of the epoch with the best validation score, may stop early, and may anneal
+its outer learning rate."""
 
 import json
 
@@ -6,8 +7,10 @@ import keras
 import numpy as np
 import pytest
 
+import tfmeta
 from tfmeta.data import sinusoid_tasks
 from tfmeta.experiments import parse_train_config, reporting, sinusoid, train
+from tfmeta.experiments.config import compile_for_training
 
 
 def test_best_epoch_and_early_stopping_read_the_validation_curve():
@@ -52,3 +55,17 @@ def test_test_last_and_early_stopping(tmp_path):
     assert len(val_loss) == int(np.argmin(val_loss)) + 2 < 8 and stopped["iterations"] == len(val_loss)
     with pytest.raises(SystemExit, match="--early-stopping must be a positive number of epochs; received 0"):
         parse_train_config(["--algorithm", "maml", "--early-stopping", "0"])
+
+
+def test_cosine_annealing_of_the_outer_learning_rate_follows_the_closed_form():
+    config = parse_train_config(["--algorithm", "protonet", "--meta-lr", "1e-3", "--cosine-lr-to", "1e-5",
+                                 "--iterations", "1000", "--iterations-per-epoch", "100"])
+    model = tfmeta.PrototypicalNetwork(tfmeta.models.dense_embedding(4))
+    compile_for_training(model, config)
+    model.optimizer.build(model.trainable_variables)
+    for step in (0, 250, 500, 1000, 1500):
+        model.optimizer.iterations.assign(step)
+        expected = 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + np.cos(np.pi * min(step, 1000) / 1000))
+        assert float(model.optimizer.learning_rate) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(SystemExit, match="choose one learning-rate schedule"):
+        parse_train_config(["--algorithm", "protonet", "--cosine-lr-to", "1e-5", "--lr-decay-every", "100"])

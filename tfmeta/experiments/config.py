@@ -86,6 +86,9 @@ def add_train_flags(parser):
     add("--lr-decay-every", type=int, metavar="N",
         help="multiply the outer learning rate by --lr-decay-factor every N meta-iterations (Snell et al. "
              "halved it every 2,000 episodes; default: a constant rate)")
+    add("--cosine-lr-to", type=float, metavar="LR",
+        help="anneal the outer learning rate from --meta-lr to LR over --iterations along a cosine, as MAML++ "
+             "does (1e-3 to 1e-5); default: constant")
     add("--lr-decay-factor", type=float, help=f"the factor of --lr-decay-every (default: {LR_DECAY_FACTOR})")
     add("--clip-norm", type=float, help="clip the outer gradients to this global norm (default: no clipping)")
     add("--skip-non-finite", action="store_true", default=None,
@@ -168,6 +171,12 @@ def resolve(args):
         raise SystemExit(f"tfmeta train: --early-stopping must be a positive number of epochs; received "
                          f"{config['early_stopping']}")
     config.setdefault("lr_decay_every", None)
+    config.setdefault("cosine_lr_to", None)
+    if config["cosine_lr_to"] is not None and config["lr_decay_every"] is not None:
+        raise SystemExit("tfmeta train: choose one learning-rate schedule: --cosine-lr-to or --lr-decay-every")
+    if config["cosine_lr_to"] is not None and not 0 <= config["cosine_lr_to"] <= config["meta_lr"]:
+        raise SystemExit(f"tfmeta train: --cosine-lr-to must lie in [0, --meta-lr {config['meta_lr']}]; received "
+                         f"{config['cosine_lr_to']}")
     config.setdefault("lr_decay_factor", None)  # LR_DECAY_FACTOR when decaying; unset, so old checkpoints resume
     if config["lr_decay_every"] is not None and config["lr_decay_every"] < 1:
         raise SystemExit(f"tfmeta train: --lr-decay-every must be a positive number of meta-iterations; received "
@@ -255,6 +264,9 @@ def for_this_worker(config, strategy):
 def compile_for_training(model, config):
     """Compiles `model` with the configured outer optimizer and fault handling."""
     learning_rate = config.meta_lr
+    if config.cosine_lr_to is not None:
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.meta_lr, decay_steps=config.iterations, alpha=config.cosine_lr_to / config.meta_lr)
     if config.lr_decay_every:
         learning_rate = keras.optimizers.schedules.ExponentialDecay(
             config.meta_lr, decay_steps=config.lr_decay_every,
