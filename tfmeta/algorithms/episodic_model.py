@@ -6,13 +6,14 @@ import keras
 import tensorflow as tf
 
 from tfmeta.algorithms import episode_checks
+from tfmeta.algorithms.keras_internals import SymbolicBuildForStrategies
 
 
 NON_FINITE = ("stop", "skip")
 NON_FINITE_MESSAGE = "Non-finite meta-loss or gradient at training step"
 
 
-class EpisodicModel(keras.Model):
+class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
     """Base of the few-shot learners: trains with `fit` on meta-batches of episodes.
 
     Each element of the data is a dict of `support_x`, `support_y`,
@@ -116,22 +117,6 @@ class EpisodicModel(keras.Model):
         if y is None and isinstance(x, dict):
             y = x.get("query_y")
         return super().compute_metrics(x, y, y_pred, sample_weight)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a tf.distribute strategy, Keras 3 builds a model from its first
-        # batch, averaged over replicas with `strategy.reduce`, which
-        # MultiWorkerMirroredStrategy cannot do for dict batches. Episodic
-        # models are built when constructed; build the optimizer and the
-        # compiled metrics (labels [tasks, queries], scores [tasks, queries,
-        # ways]) directly instead.
-        if self._distribute_strategy is None or not self.compiled:  # no strategy: Keras builds when tracing
-            return super()._maybe_symbolic_build(iterator, data_batch)
-        with self.distribute_strategy.scope():
-            if not self.optimizer.built:
-                self.optimizer.build(self.trainable_variables)
-            if self._compile_metrics is not None and not self._compile_metrics.built:
-                self._compile_metrics.build(keras.KerasTensor((None, None), "int32"),
-                                            keras.KerasTensor((None, None, None), "float32"))
 
     def episodes_of(self, data, need_query_y=True):
         """The episode dict of a step's data."""
