@@ -1,4 +1,5 @@
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -316,3 +317,42 @@ def test_committed_savedmodels_load_and_honour_their_model_card(card):
     assert outputs["probabilities"].shape == (7, ways)
     np.testing.assert_allclose(outputs["probabilities"].numpy().sum(-1), 1.0, rtol=1e-5)
     assert 0 < record["accuracy"] <= 1 and (record["test_episodes"] >= 1000 or record["split"] == "lake")
+
+
+AUTO_JIT_CLIENT = """
+import sys
+import numpy as np
+import tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+request = {"support_x": tf.constant([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]), "support_y": tf.constant([0, 1, 2]),
+           "query_x": tf.constant([[0.5, 0.5]])}
+assert serve(**request)["probabilities"].shape == (1, 3)
+for key, value in (("query_x", tf.constant([[float("nan"), 0.5]])), ("support_y", tf.constant([0, 1, -1]))):
+    try:
+        serve(**{**request, key: value})
+    except tf.errors.InvalidArgumentError as error:
+        print([line for line in error.message.splitlines() if "assertion failed" in line][0])
+    else:
+        print("served a bad request")
+"""
+
+
+def test_the_export_is_not_xla_compiled_and_keeps_its_checks_under_xla_auto_clustering(tmp_path):
+    """A model compiled with jit_compile=True exports its signatures without XLA; auto-clustering keeps the checks."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((2,))
+    model = tfmeta.PrototypicalNetwork(keras.Model(inputs, keras.layers.Dense(4)(inputs)))
+    model.compile(jit_compile=True)
+    assert model.jit_compile is True
+    path = export_saved_model(model, tmp_path / "protonet")
+    # XLA compiles a function of a SavedModel when it carries _XlaMustCompile (tf.function(jit_compile=True)).
+    assert b"_XlaMustCompile" not in (path / "saved_model.pb").read_bytes()
+    # TF_XLA_FLAGS auto-clustering (which TF Serving can turn on) compiles what it can around the checks.
+    completed = subprocess.run(
+        [sys.executable, "-c", AUTO_JIT_CLIENT, str(path)], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_XLA_FLAGS": "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit"})
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Compiled cluster using XLA" in completed.stderr  # auto-clustering did run
+    refusals = completed.stdout.strip().splitlines()
+    assert len(refusals) == 2 and "query_x holds NaN or infinite values" in refusals[0], refusals
+    assert "support_y holds a negative label" in refusals[1], refusals

@@ -1,7 +1,5 @@
 """What every few-shot learner shares: a Keras model over meta-batches of episodes."""
 
-import re
-
 import keras
 import tensorflow as tf
 
@@ -11,6 +9,11 @@ from tfmeta.algorithms.keras_internals import SymbolicBuildForStrategies
 
 NON_FINITE = ("stop", "skip")
 NON_FINITE_MESSAGE = "Non-finite meta-loss or gradient at training step"
+
+# What a compiled step records in `_fault` for `_raise_recorded_fault`:
+# nothing, a non-finite step under non_finite="stop", or label problem k
+# (code _FIRST_LABEL_FAULT + k, in the order of `label_problems`).
+_NO_FAULT, _NON_FINITE_FAULT, _FIRST_LABEL_FAULT = 0, 1, 2
 
 
 class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
@@ -25,9 +28,30 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
 
     Subclasses set `task_loss` (the loss of query scores), implement `call`,
     `train_step` and `check_first_batch`, and give `example_shape`.
+
+    Safety checks and XLA: XLA compiles `tf.debugging.Assert` away, so with
+    `compile(jit_compile=True)` an assertion inside a training, evaluation or
+    prediction step would never fire. The steps therefore compute what is
+    wrong (a non-finite step, a label problem) as a tensor, record it in a
+    variable, undo the step's changes with `tf.where`, and the Python code
+    around each compiled function raises the error once it returns: the same
+    errors, with or without XLA. (`call` also keeps its assertions, for
+    graphs that are not compiled with XLA, such as the exported SavedModel.)
     """
 
     is_classifier = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Set past Keras's and TensorFlow's attribute tracking: not a weight,
+        # not saved. ONLY_FIRST_REPLICA: every replica records the same fault.
+        object.__setattr__(self, "_fault", tf.Variable(
+            [_NO_FAULT, 0], dtype=tf.int64, trainable=False, name="fault",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
+        object.__setattr__(self, "_fault_loss", tf.Variable(
+            0.0, dtype=tf.float32, trainable=False, name="fault_loss",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
+        object.__setattr__(self, "_label_messages", [])
 
     @property
     def example_shape(self):
@@ -38,22 +62,108 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
         """Raises a `ValueError` naming what is wrong with the labels of a meta-batch."""
         raise NotImplementedError
 
-    def check_labels_in_graph(self, episodes):
-        """Adds assertions on data-dependent label properties to the graph.
-
-        Returns the assertion ops (in a graph); `call` and any step that
-        bypasses it gate their work on them through `checked_episodes`.
-        """
+    def label_problems(self, episodes):
+        """Data-dependent label rules: a list of `(holds, message)`, `holds` a scalar boolean tensor."""
         return []
+
+    def _label_checks(self, episodes):
+        """`label_problems`, with the index of the first rule that fails (-1 if none) as a tensor."""
+        problems = self.label_problems(episodes)
+        object.__setattr__(self, "_label_messages", [message for _, message in problems])
+        failing = -1
+        for index in reversed(range(len(problems))):
+            failing = tf.where(problems[index][0], failing, index)
+        return problems, tf.cast(failing, tf.int64)
+
+    def check_labels_in_graph(self, episodes):
+        """Assertions of `label_problems`, each running after the previous one. Returns the ops."""
+        checks = []
+        for holds, message in self.label_problems(episodes):
+            with tf.control_dependencies(checks[-1:]):
+                checks.append(tf.debugging.Assert(holds, [message]))
+        return checks
 
     def checked_episodes(self, episodes):
         """`episodes`, computed only after `check_labels_in_graph`'s assertions ran.
 
         Without the dependency, a kernel that validates labels itself (a
-        cross-entropy) may fail first, with a less helpful message.
+        cross-entropy) may fail first, with a less helpful message. Under
+        XLA the assertions are dropped; the steps record label problems
+        themselves (`_record_fault`).
         """
         with tf.control_dependencies(self.check_labels_in_graph(episodes)):
             return {key: tf.identity(value) for key, value in episodes.items()}
+
+    # Faults: recorded by compiled steps, raised by the Python code around them.
+
+    def _fault_pending(self):
+        return tf.not_equal(self._fault[0], _NO_FAULT)
+
+    def _label_fault_code(self, failing):
+        """The fault code of label rule `failing` (-1: none), the same on every replica."""
+        code = tf.where(failing >= 0, failing + _FIRST_LABEL_FAULT, _NO_FAULT)
+        replica = tf.distribute.get_replica_context()
+        if replica is None or replica.num_replicas_in_sync == 1 or not self._label_messages:
+            return code
+        # The first rule that fails on any replica.
+        depth = len(self._label_messages) + _FIRST_LABEL_FAULT
+        counts = replica.all_reduce(tf.distribute.ReduceOp.SUM,
+                                    tf.one_hot(code, depth, dtype=tf.float32)[_FIRST_LABEL_FAULT:])
+        failing = tf.where(tf.reduce_any(counts > 0), tf.argmax(tf.cast(counts > 0, tf.int32)), -1)
+        return tf.where(failing >= 0, tf.cast(failing, tf.int64) + _FIRST_LABEL_FAULT, _NO_FAULT)
+
+    def _record_fault(self, code, loss=0.0):
+        """Records fault `code` (int64 scalar; 0: none) unless one is already pending."""
+        optimizer = getattr(self, "optimizer", None)  # uncompiled models predict too
+        step = optimizer.iterations + 1 if optimizer is not None else 0
+        new = tf.logical_and(tf.not_equal(code, _NO_FAULT), tf.logical_not(self._fault_pending()))
+        record = self._fault.assign(tf.where(new, tf.stack([code, tf.cast(step, tf.int64)]), self._fault))
+        with tf.control_dependencies([record]):
+            return self._fault_loss.assign(tf.where(new, tf.cast(loss, tf.float32), self._fault_loss))
+
+    def _raise_recorded_fault(self):
+        code, step = (int(value) for value in self._fault.numpy())
+        if code == _NO_FAULT:
+            return
+        loss = float(self._fault_loss.numpy())
+        self._fault.assign([_NO_FAULT, 0])
+        if code == _NON_FINITE_FAULT:
+            raise FloatingPointError(
+                f"{NON_FINITE_MESSAGE} {step} (loss {loss}); training stopped with the weights from "
+                "before that step. Lower the learning rate, clip the outer gradients "
+                "(e.g. keras.optimizers.Adam(global_clipnorm=1.0), tfmeta train --clip-norm 1.0), check "
+                "the data for NaN, or compile(non_finite='skip') to skip such steps."
+            )
+        raise tf.errors.InvalidArgumentError(None, None, self._label_messages[code - _FIRST_LABEL_FAULT])
+
+    def _raising_recorded_faults(self, function):
+        def checked(*args, **kwargs):
+            outputs = function(*args, **kwargs)
+            self._raise_recorded_fault()
+            return outputs
+
+        return checked
+
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force)
+        self.train_function = self._raising_recorded_faults(self.train_function)
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        if self.test_function is not None and not force:
+            return self.test_function
+        super().make_test_function(force)
+        self.test_function = self._raising_recorded_faults(self.test_function)
+        return self.test_function
+
+    def make_predict_function(self, force=False):
+        if self.predict_function is not None and not force:
+            return self.predict_function
+        super().make_predict_function(force)
+        self.predict_function = self._raising_recorded_faults(self.predict_function)
+        return self.predict_function
 
     def compile(self, optimizer="adam", metrics="auto", non_finite="stop", **kwargs):
         """Configures meta-training: the outer optimizer, metrics, and what a non-finite step does.
@@ -108,6 +218,8 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
         if isinstance(self.task_loss, keras.losses.Loss):
             values = self.task_loss.call(y_true, tf.cast(y_pred, self.task_loss.dtype))
         else:
+            if y_pred.dtype in (tf.float16, tf.bfloat16):  # mixed precision: the loss in float32
+                y_pred = tf.cast(y_pred, tf.float32)
             values = self.task_loss(y_true, y_pred)
         return tf.reduce_mean(values)
 
@@ -124,11 +236,18 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
 
     def test_step(self, data):
         episodes = self.episodes_of(data)
+        _, failing = self._label_checks(episodes)
         scores = self(episodes, training=False)
-        return self.update_metrics(self.mean_loss(episodes["query_y"], scores), episodes["query_y"], scores)
+        counted = tf.less(failing, 0)
+        with tf.control_dependencies([self._record_fault(self._label_fault_code(failing))]):
+            loss = self.mean_loss(episodes["query_y"], scores)
+        return self.update_metrics(loss, episodes["query_y"], scores, counted)
 
     def predict_step(self, data):
-        return self(self.episodes_of(data, need_query_y=False), training=False)
+        episodes = self.episodes_of(data, need_query_y=False)
+        _, failing = self._label_checks(episodes)
+        with tf.control_dependencies([self._record_fault(self._label_fault_code(failing))]):
+            return tf.identity(self(episodes, training=False))
 
     def update_metrics(self, loss, query_y, scores, counted=None):
         # Keras's documented pattern for a custom step: the "loss" metric
@@ -157,39 +276,76 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
 
     def state_before_step(self):
         """The values of `_step_state`, read at the start of a training step (for `apply_update`)."""
+        if not self.optimizer.built:  # its variables are part of the state (and a loss scale is read)
+            self.optimizer.build(self.trainable_variables)
         return [tf.identity(variable.value) for variable in self._step_state()]
 
-    def apply_update(self, loss, gradients, variables, before, tasks, assignments=()):
-        """The outer update, undone if the loss or a gradient is not finite.
+    def apply_update(self, loss, gradients, variables, before, tasks, assignments=(), label_failing=None):
+        """The outer update, undone if it cannot be trusted.
 
-        `gradients` are the mean over this replica's `tasks` tasks. Under a
-        tf.distribute strategy they are weighed by this replica's share of
+        `gradients` are the mean over this replica's `tasks` tasks (scaled
+        by the loss scale if the optimizer is a `LossScaleOptimizer`). Under
+        a tf.distribute strategy they are weighed by this replica's share of
         all tasks, so that the optimizer's sum over replicas is the mean over
         the global meta-batch, as on one device. Applies them to `variables`
-        and then `assignments` (variable, value pairs). If anything was NaN
-        or infinite on any replica, every variable of the step returns to
-        its value in `before` (`state_before_step`), and
-        `non_finite="stop"` raises (see `fit`). Returns whether the step counted.
+        and then `assignments` (variable, value pairs).
+
+        Every variable of the step returns to its value in `before`
+        (`state_before_step`) when a label rule failed (`label_failing`, the
+        index from `_label_checks`; then the step raises its error) or when
+        the loss or a gradient is NaN or infinite on any replica (then
+        `non_finite="stop"` raises a `FloatingPointError`, "skip" counts the
+        step in `skipped_steps`). The exception: under a `LossScaleOptimizer`
+        (mixed_float16), non-finite gradients with a finite loss while the
+        loss scale is above 1 are an overflow of the scale, which the
+        optimizer handles itself: it skips the update and halves its scale,
+        which is kept; the rest of the step is undone. Returns whether the
+        step counts in the metrics.
         """
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(tensor)) for tensor in [loss, *gradients]])
+        loss_finite = tf.reduce_all(tf.math.is_finite(loss))
+        gradients_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+        failing = tf.constant(-1, tf.int64) if label_failing is None else label_failing
         replica = tf.distribute.get_replica_context()
-        if replica is not None and replica.num_replicas_in_sync > 1:
+        several = replica is not None and replica.num_replicas_in_sync > 1
+        if several:
             local = tf.cast(tasks, tf.float32)
             share = local / replica.all_reduce(tf.distribute.ReduceOp.SUM, local)
             gradients = [gradient * tf.cast(share, gradient.dtype) for gradient in gradients]
-            failures = replica.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
-            finite = tf.equal(failures, 0.0)
+            failures = replica.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack(
+                [1.0 - tf.cast(loss_finite, tf.float32), 1.0 - tf.cast(gradients_finite, tf.float32)]))
+            loss_finite, gradients_finite = tf.equal(failures[0], 0.0), tf.equal(failures[1], 0.0)
+        label_code = self._label_fault_code(failing)
+        labels_hold = tf.equal(label_code, _NO_FAULT)
+        usable = tf.logical_and(labels_hold, tf.logical_not(self._fault_pending()))
+        finite = tf.logical_and(loss_finite, gradients_finite)
+        scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        if scaled:
+            scale_overflow = tf.logical_and(tf.logical_and(loss_finite, tf.logical_not(gradients_finite)),
+                                            self.optimizer.dynamic_scale > 1.0)
+            apply = tf.logical_and(usable, finite)
+            # Non-finite gradients make the optimizer skip the update and halve its scale.
+            gradients = [tf.where(apply, g, tf.constant(float("nan"), g.dtype)) for g in gradients]
+        else:
+            scale_overflow = tf.constant(False)
+            apply = tf.logical_and(usable, finite)
+        keep_scale = tf.logical_or(apply, tf.logical_and(usable, scale_overflow))
+        own_scale = [self.optimizer.dynamic_scale, self.optimizer.step_counter] if scaled else []
         self.optimizer.apply(gradients, variables)
         for variable, value in assignments:
             variable.assign(value)
-        restored = [variable.assign(tf.where(finite, variable.value, old))
+        restored = [variable.assign(tf.where(keep_scale if any(variable is v for v in own_scale) else apply,
+                                             variable.value, old))
                     for variable, old in zip(self._step_state(), before)]
-        if self.non_finite == "skip":
-            self.skipped_steps.update_state(1.0 - tf.cast(finite, tf.float32))
-            return finite
+        fault = tf.logical_and(usable, tf.logical_not(tf.logical_or(finite, scale_overflow)))
         with tf.control_dependencies(restored):
-            tf.debugging.Assert(finite, [NON_FINITE_MESSAGE, self.optimizer.iterations + 1, "loss:", loss])
-        return finite
+            if self.non_finite == "skip":
+                self.skipped_steps.update_state(tf.cast(fault, tf.float32))
+                code = label_code
+            else:
+                code = tf.where(fault, tf.constant(_NON_FINITE_FAULT, tf.int64), label_code)
+            recorded = self._record_fault(code, loss)
+        with tf.control_dependencies([recorded]):
+            return tf.logical_and(usable, tf.logical_or(finite, tf.logical_and(scale_overflow, loss_finite)))
 
     def _check_data(self, data, need_query_y):
         episode_checks.check_episode_data(
@@ -202,18 +358,7 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
         if validation_data is not None:
             self._check_data(validation_data, need_query_y=True)
         kwargs.setdefault("shuffle", False)  # episode streams are random already
-        try:
-            return super().fit(x, y, validation_data=validation_data, **kwargs)
-        except tf.errors.InvalidArgumentError as error:
-            found = re.search(rf"{NON_FINITE_MESSAGE}\] \[(\d+)\] \[loss:\] \[([^\]]*)\]", error.message)
-            if not found:
-                raise
-            raise FloatingPointError(
-                f"{NON_FINITE_MESSAGE} {found.group(1)} (loss {found.group(2)}); training stopped with the "
-                "weights from before that step. Lower the learning rate, clip the outer gradients "
-                "(e.g. keras.optimizers.Adam(global_clipnorm=1.0), tfmeta train --clip-norm 1.0), check "
-                "the data for NaN, or compile(non_finite='skip') to skip such steps."
-            ) from None
+        return super().fit(x, y, validation_data=validation_data, **kwargs)
 
     def evaluate(self, x=None, y=None, **kwargs):
         self._check_data(x, need_query_y=True)
@@ -224,14 +369,14 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
         return super().predict(x, **kwargs)
 
 
-def assert_labels_below(episodes, keys, ways, what):
-    """Graph assertions: labels under `keys` lie in `[0, ways)`. Returns the assertion ops."""
-    checks = []
+def labels_below(episodes, keys, ways, what):
+    """Label rules (see `EpisodicModel.label_problems`): labels under `keys` lie in `[0, ways)`."""
+    problems = []
     for key in keys:
         if key not in episodes:
             continue
         labels = episodes[key]
-        checks.append(tf.debugging.assert_non_negative(labels, message=f"{key} holds a negative label"))
-        checks.append(tf.debugging.assert_less(labels, tf.cast(ways, labels.dtype),
-                                               message=f"{key} holds a label outside [0, {what})"))
-    return checks
+        problems.append((tf.reduce_all(labels >= 0), f"{key} holds a negative label"))
+        problems.append((tf.reduce_all(labels < tf.cast(ways, labels.dtype)),
+                         f"{key} holds a label outside [0, {what})"))
+    return problems

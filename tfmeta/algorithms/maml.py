@@ -1,12 +1,14 @@
 """MAML: Model-Agnostic Meta-Learning (Finn et al. 2017), with fast weights that are used."""
 
 import numbers
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmeta.algorithms.episodic_model import EpisodicModel, assert_labels_below
+from tfmeta.algorithms import keras_internals
+from tfmeta.algorithms.episodic_model import EpisodicModel, labels_below
 
 _ZERO = tf.UnconnectedGradients.ZERO
 
@@ -157,6 +159,14 @@ class MAML(EpisodicModel):
                 f"{stock_batch_norms} with tfmeta.layers.MetaBatchNormalization, or "
                 "pass first_order=True."
             )
+        mixed = sorted({layer.dtype_policy.name for layer in keras_internals.flatten_layers(backbone)
+                        if layer.dtype_policy.name.startswith("mixed_")})
+        if mixed:
+            warnings.warn(
+                f"The backbone computes in {' and '.join(mixed)}. MAML's meta-gradient is much less precise "
+                "in mixed precision than a plain gradient: on tfmeta's Omniglot CNN it differed from float32 by "
+                "tens of percent (docs/maml.md, 'Mixed precision'). Prefer float32 unless you have measured "
+                "your model (tests/test_mixed_precision.py shows how).", stacklevel=2)
         self.backbone = backbone
         self.inner_lr = float(inner_lr)
         self.inner_steps = inner_steps
@@ -201,6 +211,12 @@ class MAML(EpisodicModel):
             task, self.mean_loss, self._learning_rates(), steps, self.first_order, training,
         )
 
+    def _output_dtype(self):
+        try:
+            return tf.as_dtype(self.backbone.output.dtype)
+        except (AttributeError, ValueError):  # not a functional model, or several outputs
+            return tf.as_dtype(self.backbone.compute_dtype)
+
     @property
     def example_shape(self):
         return tuple(self.backbone.input_shape[1:])
@@ -224,13 +240,13 @@ class MAML(EpisodicModel):
                 f"the backbone with ways={ways} outputs."
             )
 
-    def check_labels_in_graph(self, episodes):
+    def label_problems(self, episodes):
         # Data-dependent, so checked in the graph: a label outside the
         # backbone's outputs would silently train on garbage.
         if not self.is_classifier:
             return []
-        return assert_labels_below(episodes, ("support_y", "query_y"), self.ways,
-                                   f"ways={self.ways}) (the backbone's output width")
+        return labels_below(episodes, ("support_y", "query_y"), self.ways,
+                            f"ways={self.ways}) (the backbone's output width")
 
     def _over_tasks(self, episodes, task_fn, initial, combine):
         """Runs `task_fn` on each task in a graph loop.
@@ -251,13 +267,15 @@ class MAML(EpisodicModel):
         _, predictions, totals = tf.while_loop(
             lambda t, *_: t < num_tasks,
             body,
-            (tf.constant(0), tf.TensorArray(self.backbone.compute_dtype, size=num_tasks), initial),
+            (tf.constant(0), tf.TensorArray(self._output_dtype(), size=num_tasks), initial),
         )
         return predictions.stack(), totals
 
     def train_step(self, data):
         before = self.state_before_step()
-        episodes = self.checked_episodes(self.episodes_of(data))
+        episodes = self.episodes_of(data)
+        _, failing = self._label_checks(episodes)
+        episodes = self.checked_episodes(episodes)
         variables = self.trainable_variables
         non_trainable = self.backbone.non_trainable_variables
 
@@ -265,7 +283,10 @@ class MAML(EpisodicModel):
             with tf.GradientTape() as tape:
                 predictions, updates = self._adapt_and_predict(task, self.inner_steps, True)
                 loss = self.mean_loss(task["query_y"], predictions)
-                # A loss-scaling optimizer (mixed precision) unscales in apply().
+                # A LossScaleOptimizer (mixed_float16) scales the loss here and
+                # unscales the gradients in apply(); apply_update lets it
+                # handle its overflows. The inner loop is not scaled (see
+                # docs/maml.md, mixed precision).
                 scaled_loss = self.optimizer.scale_loss(loss)
             gradients = tape.gradient(scaled_loss, variables, unconnected_gradients=_ZERO)
             return predictions, [tf.cast(loss, tf.float32), *gradients, *updates]
@@ -287,7 +308,8 @@ class MAML(EpisodicModel):
         mean = [total / tf.cast(num_tasks, total.dtype) if fold is tf.add else total
                 for fold, total in zip(combine, totals)]
         loss, gradients, updates = mean[0], mean[1:1 + len(variables)], mean[1 + len(variables):]
-        counted = self.apply_update(loss, gradients, variables, before, num_tasks, zip(non_trainable, updates))
+        counted = self.apply_update(loss, gradients, variables, before, num_tasks, zip(non_trainable, updates),
+                                    label_failing=failing)
         return self.update_metrics(loss, episodes["query_y"], predictions, counted)
 
     def call(self, episodes, training=False, inner_steps=None):

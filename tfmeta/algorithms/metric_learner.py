@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmeta.algorithms.episodic_model import EpisodicModel, assert_labels_below
+from tfmeta.algorithms.episodic_model import EpisodicModel, labels_below
 
 
 def _merge_task_axis(x):
@@ -63,20 +63,16 @@ class MetricLearner(EpisodicModel):
                     f"received labels in [{query_y.min()}, {query_y.max()}]."
                 )
 
-    def check_labels_in_graph(self, episodes):
+    def label_problems(self, episodes):
         support_y = tf.cast(episodes["support_y"], tf.int32)
         ways = tf.reduce_max(support_y) + 1
-        checks = assert_labels_below(episodes, ("support_y", "query_y"), ways,
-                                     "ways) (ways = max(support_y) + 1")
-        # Only once the labels are known to be in range is `ways` a valid one-hot depth.
-        with tf.control_dependencies(checks):
-            present = tf.reduce_any(tf.one_hot(support_y, ways) > 0, axis=1)
-            checks.append(tf.debugging.assert_equal(
-                tf.reduce_all(present), True,
-                message="support_y must hold every label 0..ways-1 in every task; a class has no "
-                        "support example",
-            ))
-        return checks
+        problems = labels_below(episodes, ("support_y", "query_y"), ways, "ways) (ways = max(support_y) + 1")
+        # With labels in [0, ways), every class is present in a task iff it holds `ways` distinct labels.
+        labels = tf.sort(support_y, axis=-1)
+        distinct = 1 + tf.reduce_sum(tf.cast(labels[..., 1:] != labels[..., :-1], tf.int32), axis=-1)
+        problems.append((tf.reduce_all(tf.equal(distinct, ways)),
+                         "support_y must hold every label 0..ways-1 in every task; a class has no support example"))
+        return problems
 
     def embed(self, x, training=False):
         """Embeddings of examples `[batch, ...]` -> `[batch, features]`."""
@@ -102,13 +98,17 @@ class MetricLearner(EpisodicModel):
     def train_step(self, data):
         before = self.state_before_step()  # the forward pass updates BN moving statistics
         episodes = self.episodes_of(data)
+        _, failing = self._label_checks(episodes)
         with tf.GradientTape() as tape:
             scores = self(episodes, training=True)
             loss = self.mean_loss(episodes["query_y"], scores)
+            # A LossScaleOptimizer (mixed_float16) scales the loss here and
+            # unscales the gradients in apply(); apply_update lets it handle
+            # its overflows.
             scaled_loss = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
         counted = self.apply_update(loss, tape.gradient(scaled_loss, variables), variables, before,
-                                    tf.shape(episodes["query_y"])[0])
+                                    tf.shape(episodes["query_y"])[0], label_failing=failing)
         return self.update_metrics(loss, episodes["query_y"], scores, counted)
 
     def get_config(self):
