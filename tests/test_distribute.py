@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+
 CHECK = r"""
 import json
 import numpy as np, tensorflow as tf
@@ -19,8 +21,9 @@ batch = {"support_x": rng.uniform(size=[tasks, ways, 28, 28, 1]).astype("float32
          "query_y": np.tile(np.repeat(np.arange(ways), 2), [tasks, 1]).astype("int32")}
 builders = {
     "maml": lambda: tfmeta.MAML(tfmeta.models.omniglot_cnn(ways, filters=8), inner_steps=2),
-    "protonet": lambda: tfmeta.PrototypicalNetwork(tfmeta.models.conv4_embedding(filters=8)),
+    "protonet-clipped": lambda: tfmeta.PrototypicalNetwork(tfmeta.models.conv4_embedding(filters=8)),
 }
+CLIP = 0.01  # far below these gradients' norms: every step is clipped
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 report = {}
 for name, build in builders.items():
@@ -30,12 +33,18 @@ for name, build in builders.items():
             model = build()
             # Plain SGD: the update is the aggregated gradient itself. (Adam's first steps are about
             # lr * sign(g), which turns float noise in a near-zero gradient into a visible difference.)
-            model.compile(optimizer=keras.optimizers.SGD(0.01))
+            clip = {"global_clipnorm": CLIP} if name.endswith("clipped") else {}
+            model.compile(optimizer=keras.optimizers.SGD(0.01, **clip))
         initial = model.get_weights()
-        model.fit(tf.data.Dataset.from_tensor_slices(batch).batch(tasks, drop_remainder=True).repeat(3), verbose=0)
-        return model, initial
-    single, initial = trained(tf.name_scope("single"))
-    mirrored, mirrored_initial = trained(strategy.scope())
+        trainable = [v.numpy() for v in model.trainable_variables]
+        data = tf.data.Dataset.from_tensor_slices(batch).batch(tasks, drop_remainder=True)
+        model.fit(data, verbose=0)
+        first_update = float(np.sqrt(sum(np.sum((w - v.numpy()) ** 2) for w, v in
+                                          zip(trainable, model.trainable_variables))))
+        model.fit(data.repeat(2), verbose=0)
+        return model, initial, first_update
+    single, initial, single_update = trained(tf.name_scope("single"))
+    mirrored, mirrored_initial, mirrored_update = trained(strategy.scope())
     drift = max(float(np.abs(part.numpy() - strategy.experimental_local_results(v.value)[0].numpy()).max())
                 for v in mirrored.variables for part in strategy.experimental_local_results(v.value))
     report[name] = {
@@ -46,18 +55,23 @@ for name, build in builders.items():
         "relative_difference": max(float((np.abs(a - b) / np.maximum(np.abs(a), 1.0)).max())
                                    for a, b in zip(single.get_weights(), mirrored.get_weights())),
         "replica_drift": drift,
+        "first_update_norms": [single_update, mirrored_update],
     }
 print(json.dumps(report))
 """
 
 
-def test_mirrored_meta_training_equals_one_device_for_maml_and_protonet():
+def test_mirrored_meta_training_equals_one_device_for_maml_and_for_protonet_with_clipping():
     completed = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(completed.stdout.strip().splitlines()[-1])
+    # Clipped: the first SGD update is learning rate x the clipping norm (so clipping acted), on one device and
+    # on two (where each replica's half of the gradient used to be clipped on its own, giving up to twice that).
+    np.testing.assert_allclose(report["protonet-clipped"]["first_update_norms"], [0.01 * 0.01] * 2, rtol=1e-4)
     for name, figures in report.items():
         assert figures["same_start"], name
-        assert figures["moved"] > 1e-4, f"{name}: three steps should move the weights"
+        moved = 1e-6 if name.endswith("clipped") else 1e-4  # clipped steps are short (0.01 * CLIP)
+        assert figures["moved"] > moved, f"{name}: three steps should move the weights"
         # Three steps on 2 replicas against one device: float32 reductions in another order
         # (synchronised batch norm computes E[x^2] - E[x]^2 for ProtoNet's embedding).
         assert figures["difference"] <= 1e-5, (name, figures)  # trainable weights, absolute

@@ -76,12 +76,27 @@ def test_non_finite_mode_is_validated_and_saved(tmp_path):
 
 
 def test_clip_norm_flag_clips_the_outer_update():
+    """--clip-norm C bounds the gradient that the first (Adam) update applies, read from the update itself.
+
+    Keras's Adam adds ε to sqrt(v), so its first update is, per entry, Δ_i = lr·s·ĝ_i / (s·|ĝ_i| + ε) with
+    s = sqrt(1 − β2), for the gradient ĝ it applies. When every |ĝ_i| ≤ ‖ĝ‖ = C, the update's norm is
+    lr·s·C/ε within a factor 1/(1 + s·C/ε); unclipped, it would be about lr·sqrt(number of weights).
+    """
     from tfmeta.experiments.config import compile_for_training, resolve, train_parser
 
-    config = resolve(train_parser().parse_args(["--algorithm", "protonet", "--clip-norm", "0.5"]))
+    clip = 1e-7
+    config = resolve(train_parser().parse_args(
+        ["--algorithm", "protonet", "--clip-norm", str(clip), "--meta-lr", "1.0"]))
+    keras.utils.set_random_seed(0)
     model = MODELS["protonet"]()
     compile_for_training(model, config)
-    assert model.optimizer.global_clipnorm == 0.5 and model.non_finite == "stop"
+    model.run_eagerly = True  # the same step, without tracing
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    model.fit(episodes(), verbose=0)
+    update = np.sqrt(sum(np.sum((b - v.numpy()) ** 2) for b, v in zip(before, model.trainable_variables)))
+    s, epsilon = np.sqrt(1 - model.optimizer.beta_2), model.optimizer.epsilon
+    bound = 1.0 * s * clip / epsilon
+    assert bound / (1 + s * clip / epsilon) * (1 - 1e-4) <= update <= bound * (1 + 1e-4), (update, bound)
 
 
 def test_lr_decay_flags_step_the_outer_learning_rate():

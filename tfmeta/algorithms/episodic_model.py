@@ -287,8 +287,11 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
         by the loss scale if the optimizer is a `LossScaleOptimizer`). Under
         a tf.distribute strategy they are weighed by this replica's share of
         all tasks, so that the optimizer's sum over replicas is the mean over
-        the global meta-batch, as on one device. Applies them to `variables`
-        and then `assignments` (variable, value pairs).
+        the global meta-batch, as on one device; with gradient clipping
+        (the optimizer's `clipnorm`, `global_clipnorm` or `clipvalue`), the
+        summed gradient is clipped once, as on one device, not each
+        replica's part. Applies them to `variables` and then `assignments`
+        (variable, value pairs).
 
         Every variable of the step returns to its value in `before`
         (`state_before_step`) when a label rule failed (`label_failing`, the
@@ -314,6 +317,7 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
             failures = replica.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack(
                 [1.0 - tf.cast(loss_finite, tf.float32), 1.0 - tf.cast(gradients_finite, tf.float32)]))
             loss_finite, gradients_finite = tf.equal(failures[0], 0.0), tf.equal(failures[1], 0.0)
+            gradients = self._clipped_once(replica, gradients)
         label_code = self._label_fault_code(failing)
         labels_hold = tf.equal(label_code, _NO_FAULT)
         usable = tf.logical_and(labels_hold, tf.logical_not(self._fault_pending()))
@@ -346,6 +350,46 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
             recorded = self._record_fault(code, loss)
         with tf.control_dependencies([recorded]):
             return tf.logical_and(usable, tf.logical_or(finite, tf.logical_and(scale_overflow, loss_finite)))
+
+    def _clip_settings(self):
+        """The optimizer's (for a LossScaleOptimizer, its inner optimizer's) clipping: (kind, value) or None."""
+        optimizer = self.optimizer
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            optimizer = optimizer.inner_optimizer
+        for kind in ("clipnorm", "global_clipnorm", "clipvalue"):  # Keras's order of precedence
+            value = getattr(optimizer, kind, None)
+            if value and value > 0:
+                return kind, float(value)
+        return None
+
+    def _clipped_once(self, replica, gradients):
+        """Replica gradients whose sum is the clipped sum of the unclipped ones.
+
+        Keras optimizers clip each replica's gradients before summing them
+        over replicas. Here the sum is taken first, clipped as the optimizer
+        would (after unscaling by a loss scale), and each replica passes on
+        its share `1/replicas`, whose norm is below the clipping threshold,
+        so that the optimizer's own clipping leaves it unchanged.
+        """
+        settings = self._clip_settings()
+        if settings is None:
+            return gradients
+        kind, value = settings
+        total = replica.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        scale = (tf.cast(self.optimizer.dynamic_scale, tf.float32)
+                 if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) else None)
+        if scale is not None:
+            total = [g / tf.cast(scale, g.dtype) for g in total]
+        if kind == "clipnorm":
+            total = [tf.clip_by_norm(g, value) for g in total]
+        elif kind == "global_clipnorm":
+            total, _ = tf.clip_by_global_norm(total, value)
+        else:
+            total = [tf.clip_by_value(g, -value, value) for g in total]
+        if scale is not None:
+            total = [g * tf.cast(scale, g.dtype) for g in total]
+        replicas = replica.num_replicas_in_sync
+        return [g / tf.cast(replicas, g.dtype) for g in total]
 
     def _check_data(self, data, need_query_y):
         episode_checks.check_episode_data(
