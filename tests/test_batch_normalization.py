@@ -1,10 +1,12 @@
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmeta.algorithms import adapt_and_predict
-from tfmeta.layers import MetaBatchNormalization
+from tfmeta.algorithms import MAML, adapt_and_predict
+from tfmeta.layers import MetaBatchNormalization, MetaGroupNormalization, MetaLayerNormalization
 from tfmeta.layers.batch_normalization import batch_normalize
 
 def test_normalizes_each_feature_with_batch_moments_in_training_and_inference():
@@ -106,3 +108,84 @@ def test_config_round_trip_and_argument_checks():
         MetaBatchNormalization(epsilon=0)
     with pytest.raises(ValueError, match="axis=3 is out of range"):
         MetaBatchNormalization(axis=3)(np.zeros([2, 3], np.float32))
+
+
+# Every stock Keras layer whose statistics go through tf.nn.moments (keras.ops.moments on TensorFlow):
+# found with `grep -rn "moments(" keras/src/layers` (Keras 3.15.1).
+STOCK_INEXACT = {
+    "BatchNormalization": keras.layers.BatchNormalization,
+    # Over all of an example's features; over this net's 3 channels alone, the error happened to be 7e-7.
+    "LayerNormalization": functools.partial(keras.layers.LayerNormalization, axis=[1, 2, 3]),
+    "GroupNormalization": functools.partial(keras.layers.GroupNormalization, groups=3),
+}
+EXACT = {
+    "MetaLayerNormalization": functools.partial(MetaLayerNormalization, axis=[1, 2, 3]),
+    "MetaLayerNormalization-channels": MetaLayerNormalization,
+    "MetaGroupNormalization": functools.partial(MetaGroupNormalization, groups=3),
+    "MetaGroupNormalization-1-group": functools.partial(MetaGroupNormalization, groups=1),
+}
+
+
+@pytest.mark.parametrize("name", STOCK_INEXACT)
+def test_stock_normalizations_get_the_second_order_meta_gradient_wrong(name):
+    analytic, numeric = directional_meta_gradient(STOCK_INEXACT[name], "float64")
+    relative_error = abs(analytic - numeric) / abs(numeric)
+    print(f"{name}: relative error of the meta-gradient {relative_error:.1%}")
+    assert relative_error > 1e-3
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_tfmeta_layer_and_group_normalization_are_exact(name):
+    analytic, numeric = directional_meta_gradient(EXACT[name], "float64")
+    assert abs(analytic - numeric) <= 1e-6 * abs(numeric)
+
+
+@pytest.mark.parametrize("stock, exact, kwargs", [
+    (keras.layers.LayerNormalization, MetaLayerNormalization, {}),
+    (keras.layers.LayerNormalization, MetaLayerNormalization, {"axis": [1, 3], "center": False}),
+    (keras.layers.GroupNormalization, MetaGroupNormalization, {"groups": 2}),
+    (keras.layers.GroupNormalization, MetaGroupNormalization, {"groups": 4, "axis": 1, "scale": False}),
+])
+def test_exact_layers_compute_what_the_keras_layers_compute(stock, exact, kwargs):
+    x = np.random.default_rng(6).normal(2.0, 3.0, size=[4, 4, 5, 8]).astype(np.float32)
+    keras_layer, tfmeta_layer = stock(**kwargs), exact(**kwargs)
+    keras_layer.build(x.shape)
+    tfmeta_layer.build(x.shape)
+    keras_layer.set_weights([np.random.default_rng(7).normal(size=w.shape) for w in keras_layer.get_weights()])
+    tfmeta_layer.set_weights(keras_layer.get_weights())
+    np.testing.assert_allclose(tfmeta_layer(x), keras_layer(x), atol=2e-5)
+    assert type(exact.from_config(tfmeta_layer.get_config())) is exact
+
+
+class Block(keras.layers.Layer):
+    """A custom layer that holds a normalization layer (as transformer blocks do)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.norm = keras.layers.LayerNormalization(name="hidden_ln")
+
+    def call(self, x):
+        return self.norm(x)
+
+
+@pytest.mark.parametrize("layer, replacement", [
+    (lambda: keras.layers.BatchNormalization(name="bad"), "MetaBatchNormalization"),
+    (lambda: keras.layers.LayerNormalization(name="bad"), "MetaLayerNormalization"),
+    (lambda: keras.layers.GroupNormalization(groups=2, name="bad"), "MetaGroupNormalization"),
+    (lambda: keras.layers.TimeDistributed(keras.layers.LayerNormalization(name="bad")), "MetaLayerNormalization"),
+    (lambda: Block(), "MetaLayerNormalization"),
+])
+def test_maml_refuses_inexact_normalizations_in_second_order_and_names_the_exact_layer(layer, replacement):
+    inputs = keras.Input((3, 4))
+    backbone = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(layer()(inputs))))
+    with pytest.raises(ValueError, match=rf"stopped gradient.*\['(bad|hidden_ln)'\].*tfmeta.layers.{replacement}"):
+        MAML(backbone)
+    MAML(backbone, first_order=True)  # first-order gradients are exact
+
+
+def test_maml_accepts_the_exact_layers():
+    inputs = keras.Input((3, 4))
+    x = MetaLayerNormalization()(inputs)
+    x = MetaGroupNormalization(groups=2)(x)
+    x = MetaBatchNormalization()(x)
+    MAML(keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x))))

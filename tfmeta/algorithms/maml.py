@@ -77,15 +77,30 @@ def _check_steps(name, value):
         raise ValueError(f"`{name}` must be a non-negative integer; received {name}={value!r}.")
 
 
-def _stock_batch_norms(model):
-    """Names of the keras.layers.BatchNormalization layers in `model`, nested models included."""
-    names = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            names.append(layer.name)
-        if hasattr(layer, "layers"):
-            names += _stock_batch_norms(layer)
-    return names
+# Keras layers whose second-order gradient is wrong (statistics through
+# tf.nn.moments, whose variance stops the gradient through the mean), and
+# the exact tfmeta layer to use instead.
+_INEXACT_SECOND_ORDER = (
+    (keras.layers.BatchNormalization, "tfmeta.layers.MetaBatchNormalization"),
+    (keras.layers.LayerNormalization, "tfmeta.layers.MetaLayerNormalization"),
+    (keras.layers.GroupNormalization, "tfmeta.layers.MetaGroupNormalization"),
+)
+
+
+def _inexact_second_order_layers(model):
+    """`{layer name: exact replacement}` for the layers of `model` (nested ones too) that break second order."""
+    from tfmeta.layers import MetaGroupNormalization, MetaLayerNormalization
+
+    found = {}
+    for layer in keras_internals.flatten_layers(model):
+        if isinstance(layer, (MetaLayerNormalization, MetaGroupNormalization)):
+            continue
+        if isinstance(layer, keras.layers.LayerNormalization) and getattr(layer, "rms_scaling", False):
+            continue  # Keras's rms path takes tf.math.reduce_variance, which keeps the gradient
+        for cls, replacement in _INEXACT_SECOND_ORDER:
+            if isinstance(layer, cls):
+                found[layer.name] = replacement
+    return found
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")
@@ -106,10 +121,14 @@ class MAML(EpisodicModel):
     provided backbones do). It normalizes every forward pass — each support
     set, each query set, in training and evaluation — with that batch's own
     statistics, as Finn et al. did, and its second-order gradient is exact.
-    The stock `keras.layers.BatchNormalization` gets the second-order
-    meta-gradient wrong, so it is refused unless `first_order=True`; with
-    first order its moving statistics are updated from the query passes
-    (averaged over the tasks of a meta-batch) and used in evaluation.
+    Keras's `BatchNormalization`, `LayerNormalization` and
+    `GroupNormalization` get the second-order meta-gradient wrong (their
+    variance stops the gradient through the mean), so they are refused
+    unless `first_order=True`; `tfmeta.layers.MetaLayerNormalization` and
+    `MetaGroupNormalization` are exact drop-in replacements for the latter
+    two. With first order, a stock BatchNormalization's moving statistics
+    are updated from the query passes (averaged over the tasks of a
+    meta-batch) and used in evaluation.
 
     Args:
         backbone: a built Keras model (known input shape) mapping inputs to
@@ -151,13 +170,13 @@ class MAML(EpisodicModel):
         if isinstance(inner_lr, bool) or not isinstance(inner_lr, numbers.Real) or inner_lr < 0:
             raise ValueError(f"`inner_lr` must be a non-negative number; received inner_lr={inner_lr!r}.")
         _check_steps("inner_steps", inner_steps)
-        stock_batch_norms = _stock_batch_norms(backbone)
-        if not first_order and stock_batch_norms:
+        inexact = _inexact_second_order_layers(backbone)
+        if not first_order and inexact:
             raise ValueError(
-                "keras.layers.BatchNormalization computes its variance with a stopped gradient, "
-                "which makes second-order MAML's meta-gradient wrong. Replace layers "
-                f"{stock_batch_norms} with tfmeta.layers.MetaBatchNormalization, or "
-                "pass first_order=True."
+                "Keras's BatchNormalization, LayerNormalization and GroupNormalization compute their "
+                "variance with a stopped gradient (tf.nn.moments), which makes second-order MAML's "
+                f"meta-gradient wrong. Replace layers {list(inexact)} with "
+                f"{', '.join(sorted(set(inexact.values())))} (the exact equivalents), or pass first_order=True."
             )
         mixed = sorted({layer.dtype_policy.name for layer in keras_internals.flatten_layers(backbone)
                         if layer.dtype_policy.name.startswith("mixed_")})
