@@ -300,3 +300,38 @@ def test_bad_constructor_and_compile_arguments_are_named():
         MAML(keras.Sequential([keras.layers.Dense(3)]))
     with pytest.raises(ValueError, match=r"MAML takes its loss in its constructor.*loss=.mse."):
         MAML(mlp()).compile(optimizer="adam", loss="mse")
+
+
+def test_a_probabilities_loss_given_by_name_is_refused():
+    for loss in ("sparse_categorical_crossentropy", keras.losses.SparseCategoricalCrossentropy(),
+                 "SparseCategoricalCrossentropy"):
+        with pytest.raises(ValueError, match="takes probabilities.*from_logits=False.*outputs logits"):
+            MAML(mlp(), loss=loss)
+
+
+def test_classifier_or_regressor_is_decided_explicitly():
+    assert MAML(mlp()).is_classifier
+    assert MAML(mlp(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)).is_classifier
+    for loss in ("mse", "mean_absolute_error", keras.losses.MeanSquaredError(), keras.losses.Huber()):
+        assert not MAML(mlp(), loss=loss).is_classifier, loss
+
+    def smoothed_cross_entropy(y_true, logits):
+        return keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True) + 0.1
+
+    with pytest.raises(ValueError, match="Cannot tell.*smoothed_cross_entropy.*classifier=True.*classifier=False"):
+        MAML(mlp(), loss=smoothed_cross_entropy)
+    with pytest.raises(ValueError, match="regression loss; a classifier"):
+        MAML(mlp(), loss="mse", classifier=True)
+    maml = MAML(mlp(), loss=smoothed_cross_entropy, classifier=True)
+    assert maml.is_classifier and tfmeta.serving.model_card(maml, 1)["task"] == "classification"
+    maml.compile(optimizer="sgd")
+    assert [m.name for m in maml.metrics if m.name == "compile_metrics"]  # accuracy is reported
+    bad = classification_episodes((2,))
+    bad["query_y"][0, 0] = 3
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"query_y holds a label outside \[0, ways=3\)"):
+        maml.train_on_batch(bad)
+    assert maml.get_config()["classifier"] is True  # (a custom function loss must be registered to be saved)
+    regressor = MAML(mlp(), loss="mse")
+    assert tfmeta.serving.model_card(regressor, 1)["task"] == "regression"
+    assert not MAML.from_config(regressor.get_config()).is_classifier
+

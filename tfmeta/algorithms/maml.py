@@ -1,5 +1,6 @@
 """MAML: Model-Agnostic Meta-Learning (Finn et al. 2017), with fast weights that are used."""
 
+import inspect
 import numbers
 import warnings
 
@@ -103,6 +104,78 @@ def _inexact_second_order_layers(model):
     return found
 
 
+_REGRESSION_LOSSES = (
+    keras.losses.MeanSquaredError, keras.losses.MeanAbsoluteError, keras.losses.MeanSquaredLogarithmicError,
+    keras.losses.MeanAbsolutePercentageError, keras.losses.Huber, keras.losses.LogCosh,
+)
+_REGRESSION_FUNCTIONS = (
+    keras.losses.mean_squared_error, keras.losses.mean_absolute_error, keras.losses.mean_squared_logarithmic_error,
+    keras.losses.mean_absolute_percentage_error, keras.losses.huber, keras.losses.log_cosh,
+)
+
+
+def _loss_name(loss):
+    return getattr(loss, "__name__", None) or type(loss).__name__
+
+
+def _from_logits(loss):
+    """A loss's `from_logits` setting, or None if it has none."""
+    if isinstance(loss, keras.losses.Loss):
+        return loss.get_config().get("from_logits")
+    try:
+        parameter = inspect.signature(loss).parameters.get("from_logits")
+    except (TypeError, ValueError):
+        return None
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+
+
+def resolve_task_loss(loss, classifier):
+    """`(loss, classifier)`: the task loss as an object or function, and whether MAML classifies.
+
+    `loss=None` is sparse categorical cross-entropy on logits (a
+    classifier). A loss by name resolves with `keras.losses.get`. Whether the
+    model is a classifier (integer labels, accuracy, label checks, served as
+    probabilities) or a regressor comes from `classifier` if given, else from
+    the loss: sparse categorical cross-entropy classifies; mean squared or
+    absolute error, Huber, log-cosh and the like regress; any other loss
+    needs `classifier=`. The backbone outputs logits, so a loss set to take
+    probabilities (`from_logits=False`, the default of the losses by name)
+    is refused.
+    """
+    if loss is None:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    given = loss
+    if isinstance(loss, (str, dict)):
+        loss = keras.losses.get(loss)
+    if not callable(loss):
+        raise ValueError(f"`loss` must be a Keras loss, its name, or a function; received loss={given!r}.")
+    if _from_logits(loss) is False:
+        raise ValueError(
+            f"loss={given!r} takes probabilities (from_logits=False), but MAML's backbone outputs logits "
+            "(tfmeta models return logits, and serving applies softmax to them). Pass "
+            "keras.losses.SparseCategoricalCrossentropy(from_logits=True), and no softmax in the backbone."
+        )
+    sparse = (isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
+              or loss is keras.losses.sparse_categorical_crossentropy)
+    regression = isinstance(loss, _REGRESSION_LOSSES) or any(loss is f for f in _REGRESSION_FUNCTIONS)
+    if classifier is None:
+        if not (sparse or regression):
+            raise ValueError(
+                f"Cannot tell whether loss={given!r} ({_loss_name(loss)}) is for classification or regression; "
+                "pass classifier=True (integer labels in [0, ways), logits; accuracy and label checks) or "
+                "classifier=False (regression targets)."
+            )
+        classifier = sparse
+    if not isinstance(classifier, bool):
+        raise ValueError(f"`classifier` must be True, False or None; received classifier={classifier!r}.")
+    if classifier and regression:
+        raise ValueError(f"loss={given!r} is a regression loss; a classifier (classifier=True) needs a "
+                         "classification loss such as SparseCategoricalCrossentropy(from_logits=True).")
+    if not classifier and sparse:
+        raise ValueError(f"loss={given!r} is a classification loss; classifier=False needs a regression loss.")
+    return loss, classifier
+
+
 @keras.saving.register_keras_serializable(package="tfmeta")
 class MAML(EpisodicModel):
     """Model-Agnostic Meta-Learning as a Keras model that trains with `fit`.
@@ -140,9 +213,16 @@ class MAML(EpisodicModel):
         first_order: first-order MAML (no gradient through inner gradients).
         learn_inner_lr: learn one inner learning rate per parameter entry,
             initialised to `inner_lr` (Meta-SGD, Li et al. 2017).
-        loss: the task loss, used in the inner and the outer loop. Default:
-            sparse categorical cross-entropy on logits; use
-            `keras.losses.MeanSquaredError()` for regression.
+        loss: the task loss, used in the inner and the outer loop: a Keras
+            loss, its name, or a function. Default: sparse categorical
+            cross-entropy on logits; `keras.losses.MeanSquaredError()` (or
+            "mse") for regression. Losses that take probabilities
+            (`from_logits=False`, the default of the cross-entropies by name)
+            are refused: the backbone outputs logits.
+        classifier: whether the model classifies (integer labels, logits;
+            accuracy, label checks, served as probabilities) or regresses.
+            Default: decided from the loss (`resolve_task_loss`); required
+            for a loss tfmeta does not know.
 
     Reference:
         Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
@@ -158,7 +238,7 @@ class MAML(EpisodicModel):
     """
 
     def __init__(self, backbone, inner_lr=0.4, inner_steps=1, eval_inner_steps=None,
-                 first_order=False, learn_inner_lr=False, loss=None, **kwargs):
+                 first_order=False, learn_inner_lr=False, loss=None, classifier=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(backbone, keras.Model):
             raise ValueError(f"`backbone` must be a keras.Model; received {type(backbone).__name__}.")
@@ -192,8 +272,7 @@ class MAML(EpisodicModel):
         self.eval_inner_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
         self.first_order = bool(first_order)
         self.learn_inner_lr = bool(learn_inner_lr)
-        self.task_loss = keras.losses.get(loss) if loss is not None else \
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.task_loss, self._classifier = resolve_task_loss(loss, classifier)
         self.inner_lrs = [
             self.add_weight(shape=v.shape, initializer=keras.initializers.Constant(self.inner_lr),
                             name=f"inner_lr_{v.path.replace('/', '_')}", dtype=v.dtype)
@@ -215,7 +294,8 @@ class MAML(EpisodicModel):
 
     @property
     def is_classifier(self):
-        return isinstance(self.task_loss, keras.losses.SparseCategoricalCrossentropy)
+        """Whether the model classifies (integer labels, logits) or regresses; see `resolve_task_loss`."""
+        return self._classifier
 
     def _learning_rates(self):
         if self.learn_inner_lr:
@@ -366,6 +446,7 @@ class MAML(EpisodicModel):
             "first_order": self.first_order,
             "learn_inner_lr": self.learn_inner_lr,
             "loss": keras.losses.serialize(self.task_loss),
+            "classifier": self.is_classifier,
         }
 
     @classmethod
