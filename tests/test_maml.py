@@ -335,3 +335,53 @@ def test_classifier_or_regressor_is_decided_explicitly():
     assert tfmeta.serving.model_card(regressor, 1)["task"] == "regression"
     assert not MAML.from_config(regressor.get_config()).is_classifier
 
+
+def dropout_net(rate=0.5, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((2,))
+    x = keras.layers.Dense(16, activation="tanh")(inputs)
+    if rate:
+        x = keras.layers.Dropout(rate)(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+def identical_tasks(tasks=2):
+    episodes = classification_episodes((2,), tasks=1)
+    return {key: np.repeat(value, tasks, axis=0) for key, value in episodes.items()}
+
+
+def test_dropout_draws_fresh_masks_for_each_task_and_none_at_evaluation():
+    episodes = identical_tasks()
+    maml = MAML(dropout_net(), inner_lr=0.5, inner_steps=1)
+    first = maml(episodes, training=True).numpy()
+    assert np.abs(first[0] - first[1]).max() > 1e-3, "two tasks of a meta-batch got the same dropout masks"
+    second = maml(episodes, training=True).numpy()
+    assert np.abs(first - second).max() > 1e-3, "the next call repeated the masks"
+    # Evaluation: no dropout at all, the predictions of the same weights without the layer.
+    evaluated = maml.predict(episodes, verbose=0)
+    no_dropout = MAML(dropout_net(rate=0), inner_lr=0.5, inner_steps=1)
+    no_dropout.backbone.set_weights(maml.backbone.get_weights())
+    np.testing.assert_allclose(evaluated, no_dropout.predict(episodes, verbose=0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(evaluated[0], evaluated[1])
+
+
+def test_dropout_draws_a_fresh_mask_at_every_inner_step():
+    # With a zero inner learning rate the fast weights are θ: the query predictions differ only if
+    # the query pass after an inner step draws another mask than the one without inner steps.
+    episodes = identical_tasks(tasks=1)
+    predictions = [MAML(dropout_net(), inner_lr=0.0, eval_inner_steps=steps)(episodes, training=True).numpy()
+                   for steps in (0, 1)]
+    assert np.abs(predictions[0] - predictions[1]).max() > 1e-3
+
+
+def test_a_training_step_uses_different_masks_for_the_tasks_of_a_meta_batch():
+    """Two identical tasks average to the gradient of one only if their dropout masks are the same."""
+    updates = []
+    for tasks in (1, 2):
+        maml = MAML(dropout_net(), inner_lr=0.5, inner_steps=1)
+        maml.compile(optimizer=keras.optimizers.SGD(1.0), run_eagerly=True)
+        before = maml.get_weights()[0]
+        maml.fit(tf.data.Dataset.from_tensors(identical_tasks(tasks)), verbose=0)
+        updates.append(before - maml.get_weights()[0])
+    assert np.abs(updates[0] - updates[1]).max() > 1e-4
+

@@ -14,6 +14,34 @@ from tfmeta.algorithms.episodic_model import EpisodicModel, labels_below
 _ZERO = tf.UnconnectedGradients.ZERO
 
 
+def _is_random_state(value):
+    """Non-float non-trainable values are random states (Keras seed generators) and counters."""
+    return not tf.as_dtype(value.dtype).is_floating
+
+
+def _adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs, steps,
+           first_order=False, training=True):
+    """`adapt`, also returning the non-trainable values to run the model with next.
+
+    Random states (the seed generators of Dropout and other random layers)
+    advance from step to step, so each inner step draws fresh randomness;
+    float states (moving statistics) stay the given ones.
+    """
+    params = list(params)
+    state = list(non_trainable)
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            predictions, updated = model.stateless_call(params, state, support_x, training=training)
+            loss = loss_fn(support_y, predictions)
+        gradients = tape.gradient(loss, params, unconnected_gradients=_ZERO)
+        if first_order:
+            gradients = [tf.stop_gradient(g) for g in gradients]
+        params = [p - tf.cast(lr, p.dtype) * g for p, lr, g in zip(params, inner_lrs, gradients)]
+        state = [new if _is_random_state(old) else old for old, new in zip(state, updated)]
+    return params, state
+
+
 def adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs, steps,
           first_order=False, training=True):
     """Fast weights after `steps` gradient steps on a task's support set.
@@ -24,6 +52,8 @@ def adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs
     that reads θ, the meta-gradient flows through every inner step (second
     order). `first_order=True` stops the inner gradients, giving
     first-order MAML: the meta-gradient is then the query gradient at θ'.
+    Random layers (Dropout) draw fresh randomness at every step: their seed
+    states in `non_trainable` advance from step to step.
 
     Args:
         model: a built Keras model.
@@ -40,17 +70,8 @@ def adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs
     Returns:
         The list of fast-weight tensors θ'.
     """
-    params = list(params)
-    for _ in range(steps):
-        with tf.GradientTape() as tape:
-            tape.watch(params)
-            predictions, _ = model.stateless_call(params, non_trainable, support_x, training=training)
-            loss = loss_fn(support_y, predictions)
-        gradients = tape.gradient(loss, params, unconnected_gradients=_ZERO)
-        if first_order:
-            gradients = [tf.stop_gradient(g) for g in gradients]
-        params = [p - tf.cast(lr, p.dtype) * g for p, lr, g in zip(params, inner_lrs, gradients)]
-    return params
+    return _adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs, steps,
+                  first_order, training)[0]
 
 
 def adapt_and_predict(model, params, non_trainable, episode, loss_fn, inner_lrs, steps,
@@ -65,12 +86,15 @@ def adapt_and_predict(model, params, non_trainable, episode, loss_fn, inner_lrs,
 
     Returns:
         `(query_predictions, non_trainable_updates)`; the updates are the
-        non-trainable values (e.g. a stock BatchNormalization's moving
-        statistics) after the query pass.
+        non-trainable values after the query pass: a stock
+        BatchNormalization's moving statistics updated from the query set
+        (starting from the given ones), and random layers' seed states
+        advanced past every inner step and the query pass (pass them to the
+        next task for fresh randomness).
     """
-    fast = adapt(model, params, non_trainable, episode["support_x"], episode["support_y"],
-                 loss_fn, inner_lrs, steps, first_order, training)
-    return model.stateless_call(fast, non_trainable, episode["query_x"], training=training)
+    fast, state = _adapt(model, params, non_trainable, episode["support_x"], episode["support_y"],
+                         loss_fn, inner_lrs, steps, first_order, training)
+    return model.stateless_call(fast, state, episode["query_x"], training=training)
 
 
 def _check_steps(name, value):
@@ -203,6 +227,10 @@ class MAML(EpisodicModel):
     are updated from the query passes (averaged over the tasks of a
     meta-batch) and used in evaluation.
 
+    Random layers (Dropout, GaussianNoise): with `training=True` each inner
+    step, each query pass and each task draws fresh randomness; evaluation
+    and prediction run with `training=False`, without any.
+
     Args:
         backbone: a built Keras model (known input shape) mapping inputs to
             predictions (logits for classification).
@@ -302,13 +330,20 @@ class MAML(EpisodicModel):
             return [tf.convert_to_tensor(lr) for lr in self.inner_lrs]
         return [self.inner_lr] * len(self.backbone.trainable_variables)
 
-    def _adapt_and_predict(self, task, steps, training):
+    def _adapt_and_predict(self, task, steps, training, random_state):
+        """One task's query predictions and non-trainable updates; `random_state` holds the seed states."""
+        randoms = iter(random_state)
+        non_trainable = [next(randoms) if _is_random_state(v) else tf.convert_to_tensor(v)
+                         for v in self.backbone.non_trainable_variables]
         return adapt_and_predict(
             self.backbone,
             [tf.convert_to_tensor(v) for v in self.backbone.trainable_variables],
-            [tf.convert_to_tensor(v) for v in self.backbone.non_trainable_variables],
-            task, self.mean_loss, self._learning_rates(), steps, self.first_order, training,
+            non_trainable, task, self.mean_loss, self._learning_rates(), steps, self.first_order, training,
         )
+
+    def _random_variables(self):
+        """The backbone's seed states (and other non-float states), carried from task to task."""
+        return [v for v in self.backbone.non_trainable_variables if _is_random_state(v)]
 
     def _output_dtype(self):
         try:
@@ -350,15 +385,15 @@ class MAML(EpisodicModel):
     def _over_tasks(self, episodes, task_fn, initial, combine):
         """Runs `task_fn` on each task in a graph loop.
 
-        `task_fn(task)` returns `(predictions, values)`; each value is folded
-        into its running total with the matching `combine` function.
+        `task_fn(task, totals)` returns `(predictions, values)`; each value is
+        folded into its running total with the matching `combine` function.
         Returns the stacked per-task predictions and the totals.
         """
         num_tasks = tf.shape(episodes["support_x"])[0]
 
         def body(t, predictions, totals):
             task = {key: value[t] for key, value in episodes.items()}
-            task_predictions, values = task_fn(task)
+            task_predictions, values = task_fn(task, totals)
             totals = [fold(total, value) for fold, total, value in zip(combine, totals, values)]
             return t + 1, predictions.write(t, task_predictions), totals
 
@@ -377,10 +412,14 @@ class MAML(EpisodicModel):
         episodes = self.checked_episodes(episodes)
         variables = self.trainable_variables
         non_trainable = self.backbone.non_trainable_variables
+        floating = [not _is_random_state(v) for v in non_trainable]
+        count = len(variables)
 
-        def task_fn(task):
+        def task_fn(task, totals):
+            # The seed states run on from the previous task: each task draws fresh randomness.
+            random_state = [total for total, is_float in zip(totals[1 + count:], floating) if not is_float]
             with tf.GradientTape() as tape:
-                predictions, updates = self._adapt_and_predict(task, self.inner_steps, True)
+                predictions, updates = self._adapt_and_predict(task, self.inner_steps, True, random_state)
                 loss = self.mean_loss(task["query_y"], predictions)
                 # A LossScaleOptimizer (mixed_float16) scales the loss here and
                 # unscales the gradients in apply(); apply_update lets it
@@ -391,22 +430,21 @@ class MAML(EpisodicModel):
             return predictions, [tf.cast(loss, tf.float32), *gradients, *updates]
 
         # Sum the loss, gradients and float states (moving statistics) over
-        # tasks to average them; other states (random seeds) keep the last task's.
+        # tasks to average them; random states carry the last task's on.
         def keep_last(_, value):
             return value
 
         initial = [tf.zeros((), tf.float32)] + [tf.zeros(v.shape, v.dtype) for v in variables]
-        floating = [tf.as_dtype(v.dtype).is_floating for v in non_trainable]
         initial += [tf.zeros(v.shape, v.dtype) if is_float else v.value
                     for v, is_float in zip(non_trainable, floating)]
-        combine = [tf.add] * (1 + len(variables))
+        combine = [tf.add] * (1 + count)
         combine += [tf.add if is_float else keep_last for is_float in floating]
         predictions, totals = self._over_tasks(episodes, task_fn, initial, combine)
 
         num_tasks = tf.shape(episodes["support_x"])[0]
         mean = [total / tf.cast(num_tasks, total.dtype) if fold is tf.add else total
                 for fold, total in zip(combine, totals)]
-        loss, gradients, updates = mean[0], mean[1:1 + len(variables)], mean[1 + len(variables):]
+        loss, gradients, updates = mean[0], mean[1:1 + count], mean[1 + count:]
         counted = self.apply_update(loss, gradients, variables, before, num_tasks, zip(non_trainable, updates),
                                     label_failing=failing)
         return self.update_metrics(loss, episodes["query_y"], predictions, counted)
@@ -417,7 +455,9 @@ class MAML(EpisodicModel):
         Args:
             episodes: a dict with `support_x`, `support_y`, `query_x`, each
                 with a leading task axis.
-            training: passed to the backbone's layers.
+            training: passed to the backbone's layers. With `training=True`,
+                random layers (Dropout) draw fresh randomness in every inner
+                step and every task, and their seed states advance.
             inner_steps: inner steps; default `eval_inner_steps`.
 
         Returns:
@@ -428,12 +468,19 @@ class MAML(EpisodicModel):
             inner_steps = self.eval_inner_steps
         _check_steps("inner_steps", inner_steps)
         episodes = self.checked_episodes(episodes)
+        random_variables = self._random_variables()
 
-        def task_fn(task):
-            predictions, _ = self._adapt_and_predict(task, inner_steps, training)
-            return predictions, []
+        def task_fn(task, random_state):
+            predictions, updates = self._adapt_and_predict(task, inner_steps, training, random_state)
+            return predictions, [u for u, v in zip(updates, self.backbone.non_trainable_variables)
+                                 if _is_random_state(v)]
 
-        predictions, _ = self._over_tasks(episodes, task_fn, [], [])
+        keep_last = [lambda _, value: value] * len(random_variables)
+        predictions, random_state = self._over_tasks(episodes, task_fn, [v.value for v in random_variables],
+                                                     keep_last)
+        if training is True:
+            for variable, value in zip(random_variables, random_state):
+                variable.assign(value)
         return predictions
 
     def get_config(self):
