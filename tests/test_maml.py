@@ -385,3 +385,56 @@ def test_a_training_step_uses_different_masks_for_the_tasks_of_a_meta_batch():
         updates.append(before - maml.get_weights()[0])
     assert np.abs(updates[0] - updates[1]).max() > 1e-4
 
+
+def test_the_learned_inner_rates_get_the_finite_difference_gradient():
+    """Meta-SGD: a train step (SGD, rate 1) moves each inner rate by minus the meta-loss's derivative, float64."""
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
+    maml = MAML(mlp("float64"), inner_lr=0.3, inner_steps=2, learn_inner_lr=True, loss=loss)
+    maml.compile(optimizer=keras.optimizers.SGD(1.0), run_eagerly=True)  # the same step, without tracing
+    episodes = classification_episodes((2,), tasks=2, dtype="float64")
+    params = [tf.constant(v.numpy()) for v in maml.backbone.trainable_variables]
+    rates = [lr.numpy() for lr in maml.inner_lrs]
+
+    def meta_loss(rates):
+        losses = [loss(episodes["query_y"][t],
+                       adapt_and_predict(maml.backbone, params, [], task(episodes, t), loss, rates, 2)[0])
+                  for t in range(2)]
+        return float(np.mean(losses))
+
+    maml.fit(tf.data.Dataset.from_tensors(episodes), verbose=0)
+    moved = [before - after.numpy() for before, after in zip(rates, maml.inner_lrs)]  # = the gradient
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        direction = [rng.normal(size=r.shape) for r in rates]
+        h = 1e-6
+        numeric = (meta_loss([r + h * d for r, d in zip(rates, direction)])
+                   - meta_loss([r - h * d for r, d in zip(rates, direction)])) / (2 * h)
+        analytic = sum(float(np.sum(g * d)) for g, d in zip(moved, direction))
+        assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-10)
+
+
+def test_first_order_stock_batch_norm_statistics_are_the_task_average_of_the_query_passes():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((2,))
+    hidden = keras.layers.Dense(4, name="dense")(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="stock_bn")(hidden)
+    backbone = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Activation("tanh")(x)))
+    maml = MAML(backbone, inner_lr=0.5, inner_steps=1, first_order=True)
+    maml.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True)
+    episodes = classification_episodes((2,), tasks=3)
+    bn = backbone.get_layer("stock_bn")
+    old_mean, old_var = bn.moving_mean.numpy(), bn.moving_variance.numpy()
+    params = [v.value for v in backbone.trainable_variables]
+    non_trainable = [v.value for v in backbone.non_trainable_variables]
+    means, variances = [], []
+    for t in range(3):
+        fast = adapt(backbone, params, non_trainable, episodes["support_x"][t], episodes["support_y"][t],
+                     maml.task_loss, [0.5] * len(params), 1, first_order=True)
+        kernel, bias = (fast[[v.path for v in backbone.trainable_variables].index(f"dense/{name}")].numpy()
+                        for name in ("kernel", "bias"))
+        query_hidden = episodes["query_x"][t] @ kernel + bias  # the query pass's input to the BN layer
+        means.append(0.9 * old_mean + 0.1 * query_hidden.mean(axis=0))
+        variances.append(0.9 * old_var + 0.1 * query_hidden.var(axis=0))
+    maml.fit(tf.data.Dataset.from_tensors(episodes), verbose=0)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean(means, axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean(variances, axis=0), rtol=1e-5, atol=1e-6)
