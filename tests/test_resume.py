@@ -57,7 +57,8 @@ def test_sigkilled_training_resumes_and_extends_to_the_same_weights_as_an_uninte
     for whole, resumed_weights in zip(*weights):
         np.testing.assert_array_equal(whole, resumed_weights)
     assert results["killed"]["accuracy"] == results["whole"]["accuracy"]
-    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == [f"epoch-{EPOCHS:04d}.keras", "latest.json"]
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == \
+        [reporting.BEST, f"epoch-{EPOCHS:04d}.keras", "latest.json"]
 
 
 def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path):
