@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import re
+import sys
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ from conftest import REPO
 
 
 def load_tutorial(name):
+    sys.path.insert(0, str(REPO / "examples" / "tutorial"))  # as when run as a script: beside its harness
     spec = importlib.util.spec_from_file_location(f"tutorial_{name}", REPO / "examples" / "tutorial" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -14,16 +14,15 @@ episodes of held-out (test) classes. docs/tutorial.md measures each fix.
 import argparse
 import json
 import os
-import pathlib
-import shlex
 import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
-import tfmeta  # for the data only (and the confidence interval of the score)
 from tfmeta.evaluation import mean_confidence_interval
+
+from harness import command_line, episode_accuracies, omniglot_tasks  # beside this script
 
 
 # ---------------------------------------------------------------------------
@@ -170,26 +169,6 @@ def episode_accuracy(model, inner_lr, num_inner_steps):
     return accuracy
 
 
-def episode_accuracies(accuracy, episodes, num_episodes, verbose=True):
-    """`accuracy(*episode)` of each episode, with a progress bar."""
-    progress = tf.keras.utils.Progbar(num_episodes, unit_name="episode",
-                                      stateful_metrics=["mean accuracy"]) if verbose else None
-    accuracies = []
-    for episode in episodes:
-        accuracies.append(float(accuracy(*episode)))
-        if progress is not None:
-            progress.update(len(accuracies), [("mean accuracy", np.mean(accuracies))])
-    return np.array(accuracies)
-
-
-def omniglot_tasks(split, ways, shots, queries, seed, num_episodes=None, meta_batch_size=None, data_dir=None):
-    """Episodes of an Omniglot split as the tutorial's tuples, with one-hot labels."""
-    data = tfmeta.data.load_omniglot(split, data_dir)
-    episodes = tfmeta.data.episodes(data, ways, shots, queries, seed, num_episodes, meta_batch_size)
-    return episodes.map(lambda e: (e["support_x"], tf.one_hot(e["support_y"], ways),
-                                   e["query_x"], tf.one_hot(e["query_y"], ways)))
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="examples/tutorial/maml.py", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
@@ -225,12 +204,6 @@ def parse_args(argv):
     if args.eval_inner_steps is None:
         args.eval_inner_steps = args.inner_steps
     return args
-
-
-def command_line(argv):
-    """The command as run from the repository's root."""
-    script = pathlib.Path(__file__).resolve().relative_to(pathlib.Path(__file__).resolve().parents[2])
-    return shlex.join(["python", script.as_posix(), *argv])
 
 
 def main(argv=None):
@@ -278,7 +251,7 @@ def main(argv=None):
         "accuracy": mean, "ci95": half_width, "test_episodes": len(accuracies),
         "train_seconds": round(train_seconds, 1),
         "curve": {"iteration": list(range(1, args.iterations + 1)), **history, **curve},
-        "command": command_line(argv),
+        "command": command_line(__file__, argv),
     }
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

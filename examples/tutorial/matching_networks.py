@@ -16,16 +16,15 @@ episodes of held-out (test) classes. docs/tutorial.md measures each fix.
 import argparse
 import json
 import os
-import pathlib
-import shlex
 import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
-import tfmeta  # for the data only (and the confidence interval of the score)
 from tfmeta.evaluation import mean_confidence_interval
+
+from harness import command_line, episode_accuracies, omniglot_tasks  # beside this script
 
 
 # ---------------------------------------------------------------------------
@@ -147,30 +146,6 @@ def episode_accuracy(model):
     return accuracy
 
 
-def episode_accuracies(accuracy, episodes, num_episodes, verbose=True):
-    """`accuracy(*episode)` of each episode, with a progress bar."""
-    progress = tf.keras.utils.Progbar(num_episodes, unit_name="episode",
-                                      stateful_metrics=["mean accuracy"]) if verbose else None
-    accuracies = []
-    for episode in episodes:
-        accuracies.append(float(accuracy(*episode)))
-        if progress is not None:
-            progress.update(len(accuracies), [("mean accuracy", np.mean(accuracies))])
-    return np.array(accuracies)
-
-
-def omniglot_tasks(split, ways, shots, queries, seed, num_episodes=None, meta_batch_size=None, data_dir=None):
-    """Episodes of an Omniglot split as the tutorial's tuples: images flattened to 784 pixels, one-hot labels."""
-    data = tfmeta.data.load_omniglot(split, data_dir)
-    episodes = tfmeta.data.episodes(data, ways, shots, queries, seed, num_episodes, meta_batch_size)
-
-    def flatten(images):
-        return tf.reshape(images, tf.concat([tf.shape(images)[:-3], [-1]], 0))
-
-    return episodes.map(lambda e: (flatten(e["support_x"]), tf.one_hot(e["support_y"], ways),
-                                   flatten(e["query_x"]), tf.one_hot(e["query_y"], ways)))
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="examples/tutorial/matching_networks.py",
                                      description=__doc__.split("\n\n")[0])
@@ -207,12 +182,6 @@ def parse_args(argv):
     return args
 
 
-def command_line(argv):
-    """The command as run from the repository's root."""
-    script = pathlib.Path(__file__).resolve().relative_to(pathlib.Path(__file__).resolve().parents[2])
-    return shlex.join(["python", script.as_posix(), *argv])
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
@@ -222,10 +191,11 @@ def main(argv=None):
 
     shape = (args.ways, args.shots, args.queries)
     train = omniglot_tasks("vinyals-train", *shape, seed=args.seed, meta_batch_size=args.meta_batch,
-                           data_dir=args.data_dir)
+                           data_dir=args.data_dir, flatten=True)
     val = omniglot_tasks("vinyals-val", *shape, seed=0, num_episodes=args.val_episodes,
-                         data_dir=args.data_dir) if args.val_episodes else None
-    test = omniglot_tasks("vinyals-test", *shape, seed=0, num_episodes=args.test_episodes, data_dir=args.data_dir)
+                         data_dir=args.data_dir, flatten=True) if args.val_episodes else None
+    test = omniglot_tasks("vinyals-test", *shape, seed=0, num_episodes=args.test_episodes, data_dir=args.data_dir,
+                          flatten=True)
 
     model = MatchingNetworks(EmbeddingFunction(args.embedding_dim), num_classes=args.ways,
                              original_similarity=args.original_head or args.original_similarity,
@@ -263,7 +233,7 @@ def main(argv=None):
         "embedding_dim": args.embedding_dim, "seed": args.seed, "accuracy": mean, "ci95": half_width,
         "test_episodes": len(accuracies), "train_seconds": round(train_seconds, 1),
         "curve": {"iteration": list(range(1, args.iterations + 1)), **history, **curve},
-        "command": command_line(argv),
+        "command": command_line(__file__, argv),
     }
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

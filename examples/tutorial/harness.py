@@ -1,0 +1,42 @@
+"""What both tutorial scripts need around the tutorial's code: Omniglot episodes as its tuples, scoring,
+and the command to record. Not part of the tutorial."""
+
+import pathlib
+import shlex
+
+import numpy as np
+import tensorflow as tf
+
+import tfmeta  # for the data only
+
+
+def omniglot_tasks(split, ways, shots, queries, seed, num_episodes=None, meta_batch_size=None, data_dir=None,
+                   flatten=False):
+    """Episodes of an Omniglot split as the tutorial's tuples `(support_images, support_labels, query_images,
+    query_labels)` with one-hot labels; `flatten` turns each 28x28 image into 784 pixels."""
+    data = tfmeta.data.load_omniglot(split, data_dir)
+    episodes = tfmeta.data.episodes(data, ways, shots, queries, seed, num_episodes, meta_batch_size)
+
+    def images(x):
+        return tf.reshape(x, tf.concat([tf.shape(x)[:-3], [-1]], 0)) if flatten else x
+
+    return episodes.map(lambda e: (images(e["support_x"]), tf.one_hot(e["support_y"], ways),
+                                   images(e["query_x"]), tf.one_hot(e["query_y"], ways)))
+
+
+def episode_accuracies(accuracy, episodes, num_episodes, verbose=True):
+    """`accuracy(*episode)` of each episode, with a progress bar."""
+    progress = tf.keras.utils.Progbar(num_episodes, unit_name="episode",
+                                      stateful_metrics=["mean accuracy"]) if verbose else None
+    accuracies = []
+    for episode in episodes:
+        accuracies.append(float(accuracy(*episode)))
+        if progress is not None:
+            progress.update(len(accuracies), [("mean accuracy", np.mean(accuracies))])
+    return np.array(accuracies)
+
+
+def command_line(script, argv):
+    """The command that ran `script` with `argv`, as typed from the repository's root."""
+    path = pathlib.Path(script).resolve()
+    return shlex.join(["python", path.relative_to(path.parents[2]).as_posix(), *argv])
