@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
+from conftest import random_episodes
 from tfmeta import cli
 from tfmeta.serving import export_saved_model
 
@@ -236,6 +237,25 @@ def test_model_card_and_layout(exported):
     assert card["input_shape"] == [28, 28, 1] and card["input_range"] == [0.0, 1.0]
     assert card["maml"]["inner_steps"] == 2 and card["maml"]["learned_inner_lr"] is True
     assert json.loads((models["protonet"][1].parent / "model.json").read_text())["ways"] is None
+    assert json.loads((path / "assets.extra" / "model.json").read_text()) == card  # the version's own copy
+
+
+def test_a_crash_after_the_rename_leaves_the_version_with_its_card(tmp_path, monkeypatch):
+    model = tfmeta.PrototypicalNetwork(tfmeta.models.dense_embedding(4))
+    model(random_episodes((4,), queries=4))
+    replace = os.replace
+
+    def crash_on_the_card(source, destination):
+        if pathlib.Path(destination).name == "model.json":
+            raise OSError("simulated crash")
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", crash_on_the_card)
+    with pytest.raises(OSError, match="simulated crash"):
+        export_saved_model(model, tmp_path / "served")
+    assert (tmp_path / "served" / "1" / "saved_model.pb").is_file()
+    assert json.loads((tmp_path / "served" / "1" / "assets.extra" / "model.json").read_text())["version"] == 1
+    assert not (tmp_path / "served" / "model.json").exists()
 
 
 def test_export_refuses_bad_arguments(exported, tmp_path):

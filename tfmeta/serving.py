@@ -38,6 +38,7 @@ from tfmeta.algorithms import MAML, MetricLearner
 from tfmeta.algorithms.maml import _check_steps
 
 MODEL_CARD = "model.json"
+VERSION_CARD = pathlib.Path("assets.extra", MODEL_CARD)
 
 
 def _assert(condition, message, *values):
@@ -198,17 +199,22 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
         archive.add_endpoint("embed", embed,
                              input_signature=[tf.TensorSpec([None, *model.example_shape], tf.float32)])
 
+    card = json.dumps(model_card(model, version, inner_steps, input_range, metadata), indent=2) + "\n"
     base_dir.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{version}-", dir=base_dir))
     try:
         archive.write_out(str(staging / "model"), verbose=False)
+        # The version carries its own card (assets.extra/ is where TF Serving expects extra files), written
+        # before the rename: a crash never leaves a version without its card.
+        (staging / "model" / VERSION_CARD).parent.mkdir(exist_ok=True)
+        (staging / "model" / VERSION_CARD).write_text(card)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging / "model", target)
+        (staging / MODEL_CARD).write_text(card)
+        os.replace(staging / MODEL_CARD, base_dir / MODEL_CARD)  # the newest version's, beside the versions
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    card = model_card(model, version, inner_steps, input_range, metadata)
-    (base_dir / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n")
     return target
 
 
