@@ -14,8 +14,8 @@ import pytest
 from tfmeta.experiments import config as run_config
 from tfmeta.experiments import reporting
 
-EPOCHS = 15
-FIRST_EPOCHS = 10  # what the killed run was started for; it is resumed for EPOCHS
+EPOCHS = 8
+FIRST_EPOCHS = 6  # what the killed run was started for; it is resumed for EPOCHS
 
 
 def train_command(omniglot_dir, output, *extra, epochs=EPOCHS):
