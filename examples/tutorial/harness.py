@@ -24,6 +24,21 @@ def omniglot_tasks(split, ways, shots, queries, seed, num_episodes=None, meta_ba
                                    images(e["query_x"]), tf.one_hot(e["query_y"], ways)))
 
 
+def run_steps(step, dataset, num_steps, unit, callback=None):
+    """Runs `step(*tasks)` -> `(loss, accuracy)` on `num_steps` meta-batches of `dataset`, with a progress bar
+    of the means over the last 20 steps; `callback(step)` runs after each and may return `[(name, value)]`
+    pairs for the bar. Returns the per-step loss and accuracy."""
+    history = {"loss": [], "accuracy": []}
+    progress = tf.keras.utils.Progbar(num_steps, unit_name=unit, stateful_metrics=["loss", "accuracy", "val_accuracy"])
+    for index, tasks in enumerate(dataset.take(num_steps), start=1):
+        loss, accuracy = step(*tasks)
+        history["loss"].append(float(loss))
+        history["accuracy"].append(float(accuracy))
+        shown = [(key, np.mean(values[-20:])) for key, values in history.items()]
+        progress.update(index, shown + (callback(index) or []) if callback is not None else shown)
+    return history
+
+
 def episode_accuracies(accuracy, episodes, num_episodes, verbose=True):
     """`accuracy(*episode)` of each episode, with a progress bar."""
     progress = tf.keras.utils.Progbar(num_episodes, unit_name="episode",

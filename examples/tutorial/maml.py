@@ -17,12 +17,11 @@ import os
 import sys
 import time
 
-import numpy as np
 import tensorflow as tf
 
 from tfmeta.evaluation import mean_confidence_interval
 
-from harness import command_line, episode_accuracies, omniglot_tasks  # beside this script
+from harness import command_line, episode_accuracies, omniglot_tasks, run_steps  # beside this script
 
 
 # ---------------------------------------------------------------------------
@@ -139,17 +138,7 @@ def train_maml(model, dataset, inner_lr, outer_lr, num_inner_steps, num_outer_st
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return meta_loss / num_tasks, correct / num_tasks
 
-    history = {"loss": [], "accuracy": []}
-    # The bar shows the means over the last 20 meta-iterations.
-    progress = tf.keras.utils.Progbar(num_outer_steps, unit_name="meta-iteration",
-                                      stateful_metrics=["loss", "accuracy", "val_accuracy"])
-    for step, tasks in enumerate(dataset.take(num_outer_steps), start=1):
-        loss, accuracy = outer_step(*tasks)
-        history["loss"].append(float(loss))
-        history["accuracy"].append(float(accuracy))
-        shown = [(key, np.mean(values[-20:])) for key, values in history.items()]
-        progress.update(step, shown + (callback(step) or []) if callback is not None else shown)
-    return history
+    return run_steps(outer_step, dataset, num_outer_steps, "meta-iteration", callback)
 
 
 # ---------------------------------------------------------------------------

@@ -19,12 +19,11 @@ import os
 import sys
 import time
 
-import numpy as np
 import tensorflow as tf
 
 from tfmeta.evaluation import mean_confidence_interval
 
-from harness import command_line, episode_accuracies, omniglot_tasks  # beside this script
+from harness import command_line, episode_accuracies, omniglot_tasks, run_steps  # beside this script
 
 
 # ---------------------------------------------------------------------------
@@ -117,17 +116,7 @@ def train_matching_networks(model, dataset, lr, num_steps, callback=None):
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss / num_tasks, correct / num_tasks
 
-    history = {"loss": [], "accuracy": []}
-    # The bar shows the means over the last 20 steps.
-    progress = tf.keras.utils.Progbar(num_steps, unit_name="step",
-                                      stateful_metrics=["loss", "accuracy", "val_accuracy"])
-    for step, tasks in enumerate(dataset.take(num_steps), start=1):
-        loss, accuracy = train_step(*tasks)
-        history["loss"].append(float(loss))
-        history["accuracy"].append(float(accuracy))
-        shown = [(key, np.mean(values[-20:])) for key, values in history.items()]
-        progress.update(step, shown + (callback(step) or []) if callback is not None else shown)
-    return history
+    return run_steps(train_step, dataset, num_steps, "step", callback)
 
 
 # ---------------------------------------------------------------------------
