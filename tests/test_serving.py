@@ -21,13 +21,7 @@ EXAMPLE_SHAPE = (28, 28, 1)
 
 
 def omniglot_like_episodes(tasks=2, ways=5, shots=1, queries=3, seed=0):
-    rng = np.random.default_rng(seed)
-    return {
-        "support_x": rng.uniform(size=[tasks, ways * shots, *EXAMPLE_SHAPE]).astype(np.float32),
-        "support_y": np.tile(np.repeat(np.arange(ways), shots), [tasks, 1]).astype(np.int32),
-        "query_x": rng.uniform(size=[tasks, ways * queries, *EXAMPLE_SHAPE]).astype(np.float32),
-        "query_y": np.tile(np.repeat(np.arange(ways), queries), [tasks, 1]).astype(np.int32),
-    }
+    return random_episodes(EXAMPLE_SHAPE, tasks, ways, shots, queries, seed, pixels=True)
 
 
 def small_embedding():

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
-from conftest import REPO
+from conftest import REPO, random_episodes
 
 
 def load_tutorial(name):
@@ -28,15 +28,10 @@ matching_example = load_tutorial("matching_networks")
 WAYS, SHOTS, QUERIES, TASKS = 5, 1, 3, 2
 
 
-def random_episodes(example_shape, seed=0):
+def tutorial_episodes(example_shape, seed=0):
     """`TASKS` episodes with int labels (tfmeta's form); `tutorial_tasks` gives the tutorial's."""
-    rng = np.random.default_rng(seed)
-    return {
-        "support_x": rng.uniform(size=[TASKS, WAYS * SHOTS, *example_shape]).astype(np.float32),
-        "support_y": np.tile(np.repeat(np.arange(WAYS), SHOTS), [TASKS, 1]).astype(np.int32),
-        "query_x": rng.uniform(size=[TASKS, WAYS * QUERIES, *example_shape]).astype(np.float32),
-        "query_y": np.tile(np.repeat(np.arange(WAYS), QUERIES), [TASKS, 1]).astype(np.int32),
-    }
+    return random_episodes(example_shape, tasks=TASKS, ways=WAYS, shots=SHOTS, queries=QUERIES, seed=seed,
+                           pixels=True)
 
 
 def tutorial_tasks(episodes):
@@ -88,7 +83,7 @@ def test_tutorial_cnn_trains_with_second_order_maml():
     maml = tfmeta.MAML(tfmeta.models.tutorial_cnn(WAYS, input_shape=(12, 12, 1)), inner_lr=0.4, inner_steps=1)
     assert not maml.first_order
     maml.compile(optimizer=keras.optimizers.Adam(1e-3))
-    history = maml.fit(tf.data.Dataset.from_tensors(random_episodes((12, 12, 1))), verbose=0)
+    history = maml.fit(tf.data.Dataset.from_tensors(tutorial_episodes((12, 12, 1))), verbose=0)
     assert np.isfinite(history.history["loss"]).all()
 
 
@@ -134,7 +129,7 @@ def tutorial_meta_gradient(model, tasks, inner_lr, steps, task_loss=None):
 
 @pytest.mark.parametrize("steps", [1, 3])
 def test_corrected_tutorial_maml_gives_tfmetas_meta_gradient(steps):
-    episodes = random_episodes((28, 28, 1))
+    episodes = tutorial_episodes((28, 28, 1))
     tutorial, maml = tutorial_and_tfmeta_maml(0.4, steps)
     expected = tfmeta_meta_gradient(maml, episodes)
     # The tutorial sums the task losses where tfmeta averages them.
@@ -155,7 +150,7 @@ def assert_first_adam_step(model, gradients, train):
 
 
 def test_train_maml_takes_adams_first_step_on_tfmetas_meta_gradient():
-    episodes = random_episodes((28, 28, 1), seed=1)
+    episodes = tutorial_episodes((28, 28, 1), seed=1)
     tutorial, maml = tutorial_and_tfmeta_maml(0.4, 1, seed=1)
     summed = [g * TASKS for g in tfmeta_meta_gradient(maml, episodes)]  # train_maml sums the task losses
     dataset = tf.data.Dataset.from_tensors(tutorial_tasks(episodes))
@@ -170,7 +165,7 @@ def test_train_maml_takes_adams_first_step_on_tfmetas_meta_gradient():
 def test_original_maml_step_is_plain_multi_task_training():
     """Fast weights unused: the tutorial's meta-gradient is the query-loss gradient at θ, whatever
     num_inner_steps says, and far from MAML's."""
-    episodes = random_episodes((28, 28, 1), seed=2)
+    episodes = tutorial_episodes((28, 28, 1), seed=2)
     tasks = tutorial_tasks(episodes)
     tutorial, _ = tutorial_and_tfmeta_maml(0.4, 1, seed=2)
     original = {steps: tutorial_meta_gradient(tutorial, tasks, 0.4, steps, maml_example.original_task_loss)
@@ -191,7 +186,7 @@ def test_original_maml_step_is_plain_multi_task_training():
 
 def test_the_corrected_inner_loop_takes_num_inner_steps_steps():
     """The tutorial took one step whatever num_inner_steps said; `adapt` takes them all."""
-    episodes = random_episodes((28, 28, 1), seed=4)
+    episodes = tutorial_episodes((28, 28, 1), seed=4)
     support_images, support_labels = (x[0] for x in tutorial_tasks(episodes)[:2])
     tutorial, _ = tutorial_and_tfmeta_maml(0.4, 1, seed=4)
     copy = maml_example.MAML(input_shape=(28, 28, 1), num_classes=WAYS)
@@ -223,7 +218,7 @@ def test_swapped_loss_arguments_are_a_different_loss():
     swapped = -(p_label * np.log(1 - 1e-7) + (1 - p_label) * np.log(1e-7))
     np.testing.assert_allclose(loss(probabilities, labels), swapped, rtol=1e-4)
     # On the network: the inner step with the swapped loss moves the weights elsewhere.
-    episodes = random_episodes((28, 28, 1), seed=3)
+    episodes = tutorial_episodes((28, 28, 1), seed=3)
     tutorial, _ = tutorial_and_tfmeta_maml(0.4, 1, seed=3)
     support_images, support_labels = tutorial_tasks(episodes)[0][0], tutorial_tasks(episodes)[1][0]
     with tf.GradientTape(persistent=True) as tape:
@@ -251,7 +246,7 @@ def tutorial_and_tfmeta_matching(seed=0, **flags):
 
 
 def test_corrected_tutorial_matching_network_gives_tfmetas_log_probabilities():
-    episodes = random_episodes((784,))
+    episodes = tutorial_episodes((784,))
     tutorial, matching = tutorial_and_tfmeta_matching()
     expected = matching(episodes).numpy()
     tasks = tutorial_tasks(episodes)
@@ -285,7 +280,7 @@ def test_original_similarity_is_not_a_cosine():
 def test_original_head_ignores_the_support_labels():
     """The tutorial's head averages support embeddings: relabelling the support set cannot change
     its prediction, so on new classes in a random label order it is at chance."""
-    episodes = random_episodes((784,), seed=5)
+    episodes = tutorial_episodes((784,), seed=5)
     support_x, support_y, query_x, _ = task(tutorial_tasks(episodes), 0)
     relabelled = tf.gather(support_y, [1, 2, 3, 4, 0], axis=1)  # class c becomes class c - 1
     original, _ = tutorial_and_tfmeta_matching(original_similarity=True, original_head=True)
@@ -298,7 +293,7 @@ def test_original_head_ignores_the_support_labels():
 
 @pytest.mark.parametrize("flags", [{}, {"original_similarity": True, "original_head": True}])
 def test_train_matching_networks_lowers_the_training_loss(flags):
-    tasks = tutorial_tasks(random_episodes((784,), seed=6))
+    tasks = tutorial_tasks(tutorial_episodes((784,), seed=6))
     model, _ = tutorial_and_tfmeta_matching(**flags)
     history = matching_example.train_matching_networks(model, tf.data.Dataset.from_tensors(tasks).repeat(), lr=1e-3,
                                                        num_steps=20)
