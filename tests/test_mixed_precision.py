@@ -48,7 +48,7 @@ def meta_update(set_policy, name, build, data, inner_steps=2):
     backbone = build()
     backbone.set_weights(weights)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64" if name == "float64" else None)
-    maml = tfmeta.MAML(backbone, inner_lr=0.4, inner_steps=inner_steps, loss=loss)
+    maml = tfmeta.MAML(backbone, inner_lr=0.4, inner_steps=inner_steps, loss=loss, allow_mixed_precision=True)
     maml.compile(optimizer=keras.optimizers.SGD(1.0), run_eagerly=True)  # the same steps, without tracing
     before = [v.numpy() for v in maml.trainable_variables]
     for _ in range(10):  # until the first applied step (a loss scale may overflow first)
@@ -73,11 +73,21 @@ def test_meta_gradient_under_a_mixed_policy_matches_float32(policy, name, bound)
     assert error < bound
 
 
+@pytest.mark.parametrize("name", ["mixed_float16", "mixed_bfloat16"])
+def test_second_order_maml_refuses_a_mixed_policy_unless_allowed(policy, name):
+    policy(name)
+    with pytest.raises(ValueError, match=f"computes in {name}.*first_order=True.*allow_mixed_precision=True"):
+        tfmeta.MAML(mlp(), inner_lr=0.4, inner_steps=1)
+    assert tfmeta.MAML(mlp(), inner_lr=0.4, first_order=True).first_order
+    allowed = tfmeta.MAML(mlp(), inner_lr=0.4, allow_mixed_precision=True)
+    assert tfmeta.MAML.from_config(allowed.get_config()).allow_mixed_precision
+
+
 def test_loss_scale_overflows_are_left_to_the_loss_scale_optimizer(policy):
     """Overflowing steps shrink the loss scale; they neither stop training nor count as skipped."""
     policy("mixed_float16")
     for non_finite in ("stop", "skip"):
-        maml = tfmeta.MAML(mlp(), inner_lr=0.4, inner_steps=1)
+        maml = tfmeta.MAML(mlp(), inner_lr=0.4, inner_steps=1, allow_mixed_precision=True)
         # An initial scale of 2**20 overflows float16 gradients here: the first 3 steps must shrink it.
         maml.compile(optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1), initial_scale=2**20),
                      non_finite=non_finite, run_eagerly=True)
@@ -92,8 +102,7 @@ def test_loss_scale_overflows_are_left_to_the_loss_scale_optimizer(policy):
 
 def test_a_nan_in_the_data_still_stops_training_under_mixed_float16(policy):
     policy("mixed_float16")
-    with pytest.warns(UserWarning, match="computes in mixed_float16.*much less precise"):
-        maml = tfmeta.MAML(mlp(), inner_lr=0.4, inner_steps=1)
+    maml = tfmeta.MAML(mlp(), inner_lr=0.4, inner_steps=1, allow_mixed_precision=True)
     maml.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True)
     nan = episodes()
     nan["query_x"][0, 0, 0] = np.nan
@@ -168,8 +177,5 @@ def inner_loss_scaling():
 
 
 if __name__ == "__main__":
-    import warnings
-
-    warnings.simplefilter("ignore", UserWarning)  # MAML's warning about mixed precision: measured here
     measure()
     inner_loss_scaling()

@@ -2,7 +2,6 @@
 
 import inspect
 import numbers
-import warnings
 
 import keras
 import numpy as np
@@ -251,6 +250,10 @@ class MAML(EpisodicModel):
             accuracy, label checks, served as probabilities) or regresses.
             Default: decided from the loss (`resolve_task_loss`); required
             for a loss tfmeta does not know.
+        allow_mixed_precision: train second-order MAML with a backbone that
+            computes in a mixed dtype policy. Refused by default: the
+            meta-gradient can be tens of percent off float32 (docs/maml.md,
+            'Mixed precision'); first-order MAML is always allowed.
 
     Reference:
         Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
@@ -266,7 +269,8 @@ class MAML(EpisodicModel):
     """
 
     def __init__(self, backbone, inner_lr=0.4, inner_steps=1, eval_inner_steps=None,
-                 first_order=False, learn_inner_lr=False, loss=None, classifier=None, **kwargs):
+                 first_order=False, learn_inner_lr=False, loss=None, classifier=None,
+                 allow_mixed_precision=False, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(backbone, keras.Model):
             raise ValueError(f"`backbone` must be a keras.Model; received {type(backbone).__name__}.")
@@ -288,13 +292,17 @@ class MAML(EpisodicModel):
             )
         mixed = sorted({layer.dtype_policy.name for layer in keras_internals.flatten_layers(backbone)
                         if layer.dtype_policy.name.startswith("mixed_")})
-        if mixed:
-            warnings.warn(
-                f"The backbone computes in {' and '.join(mixed)}. MAML's meta-gradient is much less precise "
-                "in mixed precision than a plain gradient: on tfmeta's Omniglot CNN it differed from float32 by "
-                "tens of percent (docs/maml.md, 'Mixed precision'). Prefer float32 unless you have measured "
-                "your model (tests/test_mixed_precision.py shows how).", stacklevel=2)
+        if mixed and not first_order and not allow_mixed_precision:
+            raise ValueError(
+                f"The backbone computes in {' and '.join(mixed)}, and second-order MAML's meta-gradient is "
+                "much less precise there than a plain gradient: on tfmeta's Omniglot CNN it was 33% "
+                "(mixed_float16) and 56% (mixed_bfloat16) off float32 (docs/maml.md, 'Mixed precision'). "
+                "Build the backbone under the float32 policy, pass first_order=True (its meta-gradient is a "
+                "plain gradient), or pass allow_mixed_precision=True once you have measured your model "
+                "(tests/test_mixed_precision.py shows how)."
+            )
         self.backbone = backbone
+        self.allow_mixed_precision = bool(allow_mixed_precision)
         self.inner_lr = float(inner_lr)
         self.inner_steps = inner_steps
         self.eval_inner_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
@@ -494,6 +502,7 @@ class MAML(EpisodicModel):
             "learn_inner_lr": self.learn_inner_lr,
             "loss": keras.losses.serialize(self.task_loss),
             "classifier": self.is_classifier,
+            "allow_mixed_precision": self.allow_mixed_precision,
         }
 
     @classmethod
