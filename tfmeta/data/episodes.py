@@ -107,7 +107,8 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
     pipeline (parallel map, prefetch); the data stay in memory.
 
     Args:
-        data: a `LabelledData`.
+        data: a `LabelledData`, or a `LabelledText`, whose episodes carry
+            `tf.string` examples (`support_x` `[ways * shots]`).
         ways, shots, queries: classes per episode, support and query examples
             per class.
         seed: integer seed of the stream.

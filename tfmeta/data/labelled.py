@@ -25,14 +25,8 @@ class LabelledData:
     """
 
     def __init__(self, images, labels, class_names=None):
-        images = np.asarray(images)
+        images = self._checked_examples(images)
         labels = np.asarray(labels)
-        if images.ndim < 1 or images.shape[0] == 0:
-            raise ValueError(
-                f"`images` must hold at least one example; received shape {images.shape}."
-            )
-        if not (np.issubdtype(images.dtype, np.number) or images.dtype == np.bool_):
-            raise ValueError(f"`images` must be numeric; received dtype {images.dtype}.")
         if labels.shape != images.shape[:1]:
             raise ValueError(
                 "`labels` must be a vector with one label per example: expected shape "
@@ -66,6 +60,18 @@ class LabelledData:
                 "every class name needs at least one example."
             )
 
+    @staticmethod
+    def _checked_examples(images):
+        """`images` as an array, after checks of what an example may be (subclasses hold other kinds)."""
+        images = np.asarray(images)
+        if images.ndim < 1 or images.shape[0] == 0:
+            raise ValueError(
+                f"`images` must hold at least one example; received shape {images.shape}."
+            )
+        if not (np.issubdtype(images.dtype, np.number) or images.dtype == np.bool_):
+            raise ValueError(f"`images` must be numeric; received dtype {images.dtype}.")
+        return images
+
     @property
     def num_classes(self):
         return len(self.class_names)
@@ -96,7 +102,7 @@ class LabelledData:
             [np.arange(self.class_start[c], self.class_start[c] + self.class_count[c]) for c in old]
         )
         new_label = np.repeat(np.arange(len(names)), self.class_count[old])
-        return LabelledData(self.images[rows], new_label, list(names))
+        return type(self)(self.images[rows], new_label, list(names))
 
     @classmethod
     def from_dataset(cls, dataset, image_key=None, label_key=None):

@@ -1,0 +1,139 @@
+import gzip
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from test_episodes import check_episode, synthetic_data
+from tfmeta.data import (LabelledData, LabelledText, episodes, evaluation_episodes, load_clinc_oos,
+                         read_labelled_lines, read_text_folders)
+
+
+def synthetic_text(num_classes=12):
+    """`synthetic_data` with each example's id written as a word: each text names its example."""
+    data, class_of = synthetic_data(num_classes)
+    texts = [f"example {i}" for i in data.images[:, 0]]
+    return LabelledText(texts, data.labels), class_of
+
+
+def as_ids(episode):
+    """A text episode as `check_episode` reads image episodes: the example ids `[examples, 1]`."""
+    ids = {key: np.array([[int(text.split()[1])] for text in episode[key]]) for key in ("support_x", "query_x")}
+    return {**episode, **ids}
+
+
+@pytest.mark.parametrize("ways, shots, queries", [(5, 1, 4), (12, 1, 1)])
+def test_text_episodes_hold_the_image_episodes_invariants(ways, shots, queries):
+    data, class_of = synthetic_text()
+    stream = episodes(data, ways, shots, queries, seed=1, num_episodes=100, meta_batch_size=4)
+    assert stream.element_spec["support_x"].dtype == tf.string
+    assert stream.element_spec["support_x"].shape.as_list() == [4, ways * shots]
+    for batch in stream.as_numpy_iterator():
+        for task in range(4):
+            check_episode(as_ids({key: value[task] for key, value in batch.items()}), class_of, ways, shots, queries)
+
+
+def test_text_episodes_draw_the_same_examples_as_the_numbers_they_name():
+    data, _ = synthetic_text()
+    ids, _ = synthetic_data()
+    for text, image in zip(evaluation_episodes(data, 5, 2, 3, 20).as_numpy_iterator(),
+                           evaluation_episodes(ids, 5, 2, 3, 20).as_numpy_iterator()):
+        for key in ("support_x", "query_x"):
+            np.testing.assert_array_equal(as_ids(text)[key], image[key])
+        np.testing.assert_array_equal(text["query_y"], image["query_y"])
+
+
+def test_labelled_text_keeps_unicode_and_selects_classes():
+    data = LabelledText([b"caf\xc3\xa9 au lait", "thé", "tea", "coffee"], [0, 1, 1, 0], ["coffee", "tea"])
+    assert data.texts.tolist() == ["café au lait", "coffee", "thé", "tea"]
+    assert data.example_shape == () and repr(data) == "LabelledText(4 texts, 2 classes)"
+    picked = data.select_classes(["tea"])
+    assert isinstance(picked, LabelledText) and picked.texts.tolist() == ["thé", "tea"]
+    episode = next(episodes(data, 2, 1, 1, seed=0).as_numpy_iterator())
+    assert {text.decode("utf-8") for text in episode["support_x"]} <= set(data.texts)
+
+
+@pytest.mark.parametrize("texts, message", [
+    (["fine", "  "], r"empty strings; text 1 is '  '"),
+    (["fine", 3], "text 1 is a int: 3"),
+    ("one string", "sequence of strings"),
+    ([], "non-empty sequence"),
+])
+def test_labelled_text_refuses_what_is_not_text(texts, message):
+    with pytest.raises(ValueError, match=message):
+        LabelledText(texts, np.zeros(len(texts), int))
+
+
+def test_numeric_labelled_data_still_refuses_strings():
+    with pytest.raises(ValueError, match="numeric"):
+        LabelledData(np.array(["a", "b"]), np.array([0, 1]))
+
+
+def write_lines(path, lines):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt", encoding="utf-8") as file:
+        file.write("".join(line + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.parametrize("name", ["data.tsv", "data.tsv.gz"])
+def test_labelled_lines_are_read_by_class(tmp_path, name):
+    lines = ["net\tA web browser", "games\tChess\twith tabs", "", "net\tmail client ", "games\tTetris"]
+    data = read_labelled_lines(write_lines(tmp_path / name, lines))
+    assert data.class_names == ["games", "net"]
+    assert data.texts.tolist() == ["Chess\twith tabs", "Tetris", "A web browser", "mail client"]
+    assert data.labels.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["net\tweb", "net web browser"], r"data.tsv, line 2: expected `label<TAB>text`, found no tab: 'net web"),
+    (["net\tweb", "net\t  "], r"line 2: .*an empty text"),
+    (["\tweb"], r"line 1: .*an empty label"),
+    (["net\tweb", "net\tmail", "games\tchess"], r"fewer than min_per_class=2 examples, e.g. 'games' with 1"),
+])
+def test_bad_labelled_lines_name_the_file_and_line(tmp_path, lines, message):
+    with pytest.raises(ValueError, match=message):
+        read_labelled_lines(write_lines(tmp_path / "data.tsv", lines))
+
+
+def test_a_missing_file_or_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No labelled text file at .*missing.tsv"):
+        read_labelled_lines(tmp_path / "missing.tsv")
+    with pytest.raises(FileNotFoundError, match="No folder at .*missing"):
+        read_text_folders(tmp_path / "missing")
+    with pytest.raises(ValueError, match="holds no class folders"):
+        read_text_folders(tmp_path)
+
+
+def test_text_folders_hold_one_example_per_file(tmp_path):
+    for name, texts in {"spam": ["win money", "cheap pills"], "ham": ["lunch at one?", "minutes attached"]}.items():
+        (tmp_path / name).mkdir()
+        for i, text in enumerate(texts):
+            (tmp_path / name / f"{i}.txt").write_text(text + "\n", encoding="utf-8")
+    (tmp_path / "ham" / "notes.md").write_text("not an example")
+    data = read_text_folders(tmp_path)
+    assert data.class_names == ["ham", "spam"]
+    assert data.texts.tolist() == ["lunch at one?", "minutes attached", "win money", "cheap pills"]
+    (tmp_path / "spam" / "2.txt").write_text(" \n")
+    with pytest.raises(ValueError, match=r"spam/2.txt is empty"):
+        read_text_folders(tmp_path)
+    (tmp_path / "spam" / "2.txt").unlink()
+    with pytest.raises(ValueError, match="'ham' with 2"):
+        read_text_folders(tmp_path, min_per_class=3)
+
+
+def test_clinc_oos_is_read_by_intent_name_through_tfds():
+    records = {"text": [b"what is my balance", b"play some jazz", b"how much money do i have", b"put on a song"],
+               "intent_name": [b"balance", b"play_music", b"balance", b"play_music"]}
+
+    def as_dataset(self, split, **kwargs):
+        assert split == "validation"
+        return tf.data.Dataset.from_tensor_slices({**records, "intent": [3, 7, 3, 7], "domain": [0, 1, 0, 1],
+                                                   "domain_name": [b"banking", b"music"] * 2})
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        data = load_clinc_oos("validation")
+    assert data.class_names == ["balance", "play_music"]
+    assert data.texts.tolist() == ["what is my balance", "how much money do i have", "play some jazz",
+                                   "put on a song"]

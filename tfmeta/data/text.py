@@ -1,0 +1,170 @@
+"""Labelled raw text: `LabelledText` and its loaders (tab-separated files, folders of .txt files, CLINC150)."""
+
+import gzip
+import pathlib
+
+import numpy as np
+
+from tfmeta.data.labelled import LabelledData
+
+
+class LabelledText(LabelledData):
+    """Raw strings and their class labels, grouped by class: `LabelledData` for text.
+
+    Episodes drawn from it (`tfmeta.data.episodes`) carry the strings as
+    `tf.string` tensors: `support_x` `[ways * shots]`, `query_x`
+    `[ways * queries]`, with the same guarantees as for images. The strings
+    are held as `texts` (also `images`, the name `LabelledData` uses for
+    examples of any kind). Models take them raw: tokenization is part of the
+    model (`tfmeta.models.text_conv_embedding`).
+
+    Args:
+        texts: a sequence of non-empty strings (`str`, or UTF-8 `bytes`).
+        labels: integer array `[num_texts]` with values in `[0, len(class_names))`.
+        class_names: one unique name per class; defaults to `"0"`, `"1"`, ...
+
+    Example:
+        >>> data = LabelledText(["refund my order", "where is my parcel", "play jazz"],
+        ...                     [0, 0, 1], ["orders", "music"])
+        >>> data.num_classes, data.example_shape
+        (2, ())
+    """
+
+    @staticmethod
+    def _checked_examples(texts):
+        if isinstance(texts, (str, bytes)) or np.asarray(texts, dtype=object).ndim != 1 or len(texts) == 0:
+            raise ValueError(f"`texts` must be a non-empty sequence of strings; received {str(texts)[:80]!r}.")
+        decoded = []
+        for index, text in enumerate(texts):
+            if isinstance(text, bytes):
+                text = text.decode("utf-8")
+            if not isinstance(text, str):
+                raise ValueError(f"`texts` must hold strings; text {index} is a {type(text).__name__}: {text!r}.")
+            if not text.strip():
+                raise ValueError(f"`texts` must not hold empty strings; text {index} is {text!r}.")
+            decoded.append(text)
+        return np.array(decoded, dtype=str)
+
+    @property
+    def texts(self):
+        return self.images
+
+    def __repr__(self):
+        return f"LabelledText({len(self)} texts, {self.num_classes} classes)"
+
+
+def read_labelled_lines(path, min_per_class=2):
+    """Reads `label<TAB>text` lines (UTF-8, optionally gzipped: `.gz`) into `LabelledText`.
+
+    One example per line: the class name, a tab, the text (which may hold
+    further tabs). Blank lines are skipped. Classes are numbered in sorted
+    order of their names.
+
+    Args:
+        path: the file.
+        min_per_class: classes with fewer examples are an error (an episode
+            needs at least one support and one query example of a class).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the path and line of a line without a tab, an
+            empty label or text, or a class with too few examples.
+
+    Example:
+        >>> train = read_labelled_lines("data/debian-packages/train.tsv.gz")
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No labelled text file at {path}: expected lines of `label<TAB>text`.")
+    opener = gzip.open if path.suffix == ".gz" else open
+    names, texts = [], []
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            name, tab, text = line.partition("\t")
+            if not tab or not name.strip() or not text.strip():
+                problem = "no tab" if not tab else "an empty label" if not name.strip() else "an empty text"
+                raise ValueError(f"{path}, line {number}: expected `label<TAB>text`, found {problem}: "
+                                 f"{line[:80]!r}.")
+            names.append(name.strip())
+            texts.append(text.strip())
+    return _grouped(texts, names, min_per_class, str(path))
+
+
+def read_text_folders(path, min_per_class=2):
+    """Reads one folder per class of UTF-8 `.txt` files, one example per file, into `LabelledText`.
+
+    `path/<class name>/<anything>.txt`; classes in sorted order of their
+    folder names, files in sorted order within a class. Other files are
+    ignored.
+
+    Raises:
+        FileNotFoundError: `path` is not a folder.
+        ValueError: naming the file of an empty text, a folder without
+            class folders, or a class with too few examples.
+    """
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"No folder at {path}: expected one folder of .txt files per class.")
+    folders = sorted(folder for folder in path.iterdir() if folder.is_dir())
+    if not folders:
+        raise ValueError(f"{path} holds no class folders: expected {path}/<class name>/*.txt.")
+    names, texts = [], []
+    for folder in folders:
+        for file in sorted(folder.glob("*.txt")):
+            text = file.read_text(encoding="utf-8").strip()
+            if not text:
+                raise ValueError(f"{file} is empty: every .txt file is one example and needs text.")
+            names.append(folder.name)
+            texts.append(text)
+    return _grouped(texts, names, min_per_class, str(path), [folder.name for folder in folders])
+
+
+def _grouped(texts, names, min_per_class, source, class_names=None):
+    """`LabelledText` of texts named by class, after the check that every class has `min_per_class` texts."""
+    class_names = sorted(set(names)) if class_names is None else class_names
+    counts = {name: 0 for name in class_names}
+    for name in names:
+        counts[name] += 1
+    short = [name for name in class_names if counts[name] < min_per_class]
+    if short:
+        raise ValueError(f"{source}: {len(short)} class(es) have fewer than min_per_class={min_per_class} "
+                         f"examples, e.g. {short[0]!r} with {counts[short[0]]}; an episode needs a support and a "
+                         "query example of each class. Drop such classes or add examples.")
+    index = {name: c for c, name in enumerate(class_names)}
+    return LabelledText(texts, np.array([index[name] for name in names], dtype=np.int64), class_names)
+
+
+def load_clinc_oos(split="train", data_dir=None, min_per_class=2):
+    """CLINC150's intents (Larson et al. 2019) through tensorflow-datasets, as `LabelledText`.
+
+    150 intents over 10 domains, 100 / 20 / 30 utterances per intent in
+    the `train` / `validation` / `test` splits (the `*_oos` splits hold the
+    out-of-scope queries). Class names are the intent names, in sorted order.
+    For few-shot learning, split by class: e.g. `select_classes` on the
+    train split for meta-training and on the test split for evaluation.
+
+    Args:
+        split: a tensorflow-datasets split of `clinc_oos`.
+        data_dir: tensorflow-datasets' data directory (default: its own).
+
+    Reference:
+        Larson et al. An Evaluation Dataset for Intent Classification and
+        Out-of-Scope Prediction. EMNLP-IJCNLP 2019.
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        dataset = tfds.load("clinc_oos", split=split, data_dir=data_dir)
+    except OSError as error:  # requests' connection errors are OSErrors
+        raise OSError(f"tensorflow-datasets could not prepare clinc_oos (split {split!r}): it downloads it once "
+                      f"from github.com ({type(error).__name__}: {error}).") from None
+    texts, names = [], []
+    for batch in dataset.batch(4096).as_numpy_iterator():
+        texts += [text.decode("utf-8") for text in batch["text"]]
+        names += [name.decode("utf-8") for name in batch["intent_name"]]
+    if not texts:
+        raise ValueError(f"clinc_oos split {split!r} is empty.")
+    return _grouped(texts, names, min_per_class, f"clinc_oos {split}")
