@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfmeta.algorithms import keras_internals
 from tfmeta.algorithms.episodic_model import EpisodicModel, labels_below
+from tfmeta.layers.batch_normalization import MetaBatchNormalization, inner_step
 
 _ZERO = tf.UnconnectedGradients.ZERO
 
@@ -18,26 +19,52 @@ def _is_random_state(value):
     return not tf.as_dtype(value.dtype).is_floating
 
 
+def _carried_states(model):
+    """Which non-trainable values run on from pass to pass inside the inner loop.
+
+    Random states (seed generators of Dropout and other random layers), so
+    that each pass draws fresh randomness, and per-step moving statistics
+    (`MetaBatchNormalization(per_step_statistics=True)`), each pass of which
+    updates its own step's row. Other float states (a stock
+    BatchNormalization's moving statistics) stay the given ones.
+    """
+    per_step = [v for layer in keras_internals.flatten_layers(model)
+                if isinstance(layer, MetaBatchNormalization) and layer.per_step_statistics
+                for v in (layer.moving_mean, layer.moving_variance)]
+    return [_is_random_state(v) or any(v is w for w in per_step) for v in model.non_trainable_variables]
+
+
+def _carry(carried, old, new):
+    return [n if keep else o for keep, o, n in zip(carried, old, new)]
+
+
 def _adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs, steps,
-           first_order=False, training=True):
+           first_order=False, training=True, after_step=None):
     """`adapt`, also returning the non-trainable values to run the model with next.
 
-    Random states (the seed generators of Dropout and other random layers)
-    advance from step to step, so each inner step draws fresh randomness;
-    float states (moving statistics) stay the given ones.
+    `after_step(step, params, state)`, if given, runs after each inner step
+    and returns the state to go on with (MAML++'s multi-step loss scores
+    the queries there).
     """
     params = list(params)
     state = list(non_trainable)
-    for _ in range(steps):
+    carried = _carried_states(model) if state else []
+    for step in range(steps):
+        rates = inner_lrs(step) if callable(inner_lrs) else inner_lrs
+        adapted = [i for i, lr in enumerate(rates) if lr is not None]
         with tf.GradientTape() as tape:
             tape.watch(params)
-            predictions, updated = model.stateless_call(params, state, support_x, training=training)
+            with inner_step(step):
+                predictions, updated = model.stateless_call(params, state, support_x, training=training)
             loss = loss_fn(support_y, predictions)
-        gradients = tape.gradient(loss, params, unconnected_gradients=_ZERO)
-        if first_order:
-            gradients = [tf.stop_gradient(g) for g in gradients]
-        params = [p - tf.cast(lr, p.dtype) * g for p, lr, g in zip(params, inner_lrs, gradients)]
-        state = [new if _is_random_state(old) else old for old, new in zip(state, updated)]
+        gradients = tape.gradient(loss, [params[i] for i in adapted], unconnected_gradients=_ZERO)
+        for i, gradient in zip(adapted, gradients):
+            if first_order:
+                gradient = tf.stop_gradient(gradient)
+            params[i] = params[i] - tf.cast(rates[i], params[i].dtype) * gradient
+        state = _carry(carried, state, updated)
+        if after_step is not None:
+            state = after_step(step, params, state)
     return params, state
 
 
@@ -60,9 +87,13 @@ def adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs
         non_trainable: tensors in the order of `model.non_trainable_variables`.
         support_x, support_y: the support set.
         loss_fn: `loss_fn(y_true, y_pred)` -> scalar.
-        inner_lrs: one learning rate per parameter: scalars, or tensors of the
-            parameter's shape (Meta-SGD).
-        steps: number of inner gradient steps (a Python int; the loop is unrolled).
+        inner_lrs: one learning rate per parameter: scalars, tensors of the
+            parameter's shape (Meta-SGD), or None for a parameter that is
+            not adapted (it stays θ); or a function of the step index
+            (0-based) returning such a list (per-step rates, MAML++'s LSLR).
+        steps: number of inner gradient steps (a Python int; the loop is
+            unrolled). Step k's passes run in `tfmeta.layers.inner_step(k)`,
+            for per-step layers.
         first_order: stop gradients through the inner gradients.
         training: passed to the model's layers (dropout and the like).
 
@@ -93,7 +124,72 @@ def adapt_and_predict(model, params, non_trainable, episode, loss_fn, inner_lrs,
     """
     fast, state = _adapt(model, params, non_trainable, episode["support_x"], episode["support_y"],
                          loss_fn, inner_lrs, steps, first_order, training)
-    return model.stateless_call(fast, state, episode["query_x"], training=training)
+    with inner_step(max(steps - 1, 0)):  # the step that produced the fast weights
+        return model.stateless_call(fast, state, episode["query_x"], training=training)
+
+
+def adapt_and_predict_each_step(model, params, non_trainable, episode, loss_fn, inner_lrs, steps,
+                                first_order=False, training=True):
+    """Query predictions after every inner step, for MAML++'s multi-step loss.
+
+    As `adapt_and_predict`, but the queries are also predicted after each
+    earlier step (with that step's fast weights, in its `inner_step` scope,
+    as in the official MAML++ code).
+
+    Returns:
+        `(predictions, non_trainable_updates)`: `predictions[k]` are the
+        query predictions after k + 1 inner steps (so the last entry is
+        `adapt_and_predict`'s); the updates are as `adapt_and_predict`'s.
+    """
+    if steps < 1:
+        raise ValueError(f"Predicting after every inner step needs steps >= 1; received steps={steps!r}.")
+    carried = _carried_states(model) if non_trainable else []
+    predictions = []
+
+    def predict_queries(step, fast, state):
+        if step == steps - 1:  # the last query pass comes after the loop, returning every update
+            return state
+        with inner_step(step):
+            queries, updated = model.stateless_call(fast, state, episode["query_x"], training=training)
+        predictions.append(queries)
+        return _carry(carried, state, updated)
+
+    fast, state = _adapt(model, params, non_trainable, episode["support_x"], episode["support_y"],
+                         loss_fn, inner_lrs, steps, first_order, training, after_step=predict_queries)
+    with inner_step(steps - 1):
+        queries, updates = model.stateless_call(fast, state, episode["query_x"], training=training)
+    return [*predictions, queries], updates
+
+
+def multi_step_loss_weights(steps, iteration, annealing_iterations):
+    """MAML++'s weights of the query losses after each inner step, at outer iteration `iteration`.
+
+    The official code's `get_per_step_loss_importance_vector` with its epoch
+    counted as the fraction of the annealing done, `iteration /
+    annealing_iterations` (times its `multi_step_loss_num_epochs`): every
+    step starts at weight 1/steps; the earlier steps' weights fall linearly
+    to a floor of 0.03/steps while the last step's rises, summing to 1; from
+    `annealing_iterations` on, the last step alone counts (weights
+    [0, ..., 0, 1]).
+
+    Args:
+        steps: the number of inner steps (a Python int >= 1).
+        iteration: the 0-based outer iteration (an int or an integer tensor).
+        annealing_iterations: the iterations over which the weights anneal.
+
+    Returns:
+        A float32 tensor `[steps]`.
+
+    Reference:
+        Antoniou, Edwards, Storkey. How to train your MAML. ICLR 2019,
+        section 4 (multi-step loss optimization).
+    """
+    progress = tf.cast(iteration, tf.float32) / float(annealing_iterations)
+    floor = 0.03 / steps
+    earlier = tf.maximum((1.0 - progress) / steps, floor)
+    last = tf.minimum(1.0 / steps + (steps - 1) / steps * progress, 1.0 - (steps - 1) * floor)
+    weights = tf.concat([tf.fill([steps - 1], earlier), last[tf.newaxis]], axis=0)
+    return tf.where(progress < 1.0, weights, tf.one_hot(steps - 1, steps))
 
 
 def _check_steps(name, value):
@@ -254,11 +350,31 @@ class MAML(EpisodicModel):
             computes in a mixed dtype policy. Refused by default: the
             meta-gradient can be tens of percent off float32 (docs/maml.md,
             'Mixed precision'); first-order MAML is always allowed.
+        learn_per_step_inner_lr: learn one inner learning rate per parameter
+            tensor and inner step, initialised to `inner_lr` (MAML++'s LSLR);
+            evaluation steps past `inner_steps` use the last step's rates.
+            Not together with `learn_inner_lr`.
+        multi_step_loss_iterations: N: for the first N outer iterations the
+            meta-loss is a weighted sum of the query losses after every inner
+            step, the weights annealed towards the last step
+            (`multi_step_loss_weights`); then the last step's loss alone
+            (MAML++'s multi-step loss). Default: the last step's loss.
+        first_order_iterations: N: first order for the first N outer
+            iterations, then second order (MAML++'s derivative-order
+            annealing). The training step is traced again once, at the
+            switch. Not together with `first_order=True`.
+
+    MAML++'s per-step batch-norm weights and statistics are a property of the
+    backbone's layers: `tfmeta.layers.MetaBatchNormalization(steps=inner_steps,
+    per_step_statistics=True)`; MAML leaves their per-step weights out of the
+    inner loop and meta-learns them. `maml_plus_plus_config` gives the paper's
+    combination.
 
     Reference:
         Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
         of Deep Networks. ICML 2017. Li, Zhou, Chen, Li. Meta-SGD: Learning to
         Learn Quickly for Few-Shot Learning. arXiv:1707.09835, 2017.
+        Antoniou, Edwards, Storkey. How to train your MAML. ICLR 2019.
 
     Example:
         >>> backbone = tfmeta.models.omniglot_cnn(ways=5)
@@ -270,7 +386,8 @@ class MAML(EpisodicModel):
 
     def __init__(self, backbone, inner_lr=0.4, inner_steps=1, eval_inner_steps=None,
                  first_order=False, learn_inner_lr=False, loss=None, classifier=None,
-                 allow_mixed_precision=False, **kwargs):
+                 allow_mixed_precision=False, learn_per_step_inner_lr=False, multi_step_loss_iterations=None,
+                 first_order_iterations=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(backbone, keras.Model):
             raise ValueError(f"`backbone` must be a keras.Model; received {type(backbone).__name__}.")
@@ -309,12 +426,54 @@ class MAML(EpisodicModel):
         self.first_order = bool(first_order)
         self.learn_inner_lr = bool(learn_inner_lr)
         self.task_loss, self._classifier = resolve_task_loss(loss, classifier)
+        self._check_maml_plus_plus_options(learn_per_step_inner_lr, multi_step_loss_iterations,
+                                           first_order_iterations)
+        self.learn_per_step_inner_lr = bool(learn_per_step_inner_lr)
+        self.multi_step_loss_iterations = multi_step_loss_iterations
+        self.first_order_iterations = first_order_iterations
+        per_step_weights = [w for layer in keras_internals.flatten_layers(backbone)
+                            if isinstance(layer, MetaBatchNormalization) for w in layer.per_step_weights]
+        # Per-step batch-norm weights are meta-learned only, as in the official MAML++ code.
+        self._adapted = [not any(v is w for w in per_step_weights) for v in backbone.trainable_variables]
+        adapted = [v for v, is_adapted in zip(backbone.trainable_variables, self._adapted) if is_adapted]
         self.inner_lrs = [
             self.add_weight(shape=v.shape, initializer=keras.initializers.Constant(self.inner_lr),
                             name=f"inner_lr_{v.path.replace('/', '_')}", dtype=v.dtype)
-            for v in backbone.trainable_variables
+            for v in adapted
         ] if self.learn_inner_lr else None
+        self.per_step_inner_lrs = [
+            self.add_weight(shape=(inner_steps,), initializer=keras.initializers.Constant(self.inner_lr),
+                            name=f"per_step_inner_lr_{v.path.replace('/', '_')}", dtype=v.dtype)
+            for v in adapted
+        ] if self.learn_per_step_inner_lr else None
+        object.__setattr__(self, "_traced_phase", None)
         self.built = True
+
+    def _check_maml_plus_plus_options(self, learn_per_step_inner_lr, multi_step_loss_iterations,
+                                      first_order_iterations):
+        for name, value in (("multi_step_loss_iterations", multi_step_loss_iterations),
+                            ("first_order_iterations", first_order_iterations)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{name}` must be None or a positive number of outer iterations; "
+                                 f"received {name}={value!r}.")
+        if learn_per_step_inner_lr and self.learn_inner_lr:
+            raise ValueError(
+                "learn_inner_lr=True (Meta-SGD: one learned rate per parameter entry, shared by all steps) and "
+                "learn_per_step_inner_lr=True (MAML++'s LSLR: one learned rate per parameter tensor and step) "
+                "are two ways to learn the inner rates; choose one. Received both.")
+        if (learn_per_step_inner_lr or multi_step_loss_iterations is not None) and self.inner_steps < 1:
+            raise ValueError(f"learn_per_step_inner_lr and multi_step_loss_iterations need inner steps; "
+                             f"received inner_steps={self.inner_steps}.")
+        if first_order_iterations is not None and self.first_order:
+            raise ValueError(
+                f"first_order=True trains first order throughout, first_order_iterations={first_order_iterations} "
+                "switches from first to second order after that many iterations; pass one of them.")
+        for layer in keras_internals.flatten_layers(self.backbone):
+            if isinstance(layer, MetaBatchNormalization) and layer.steps not in (None, self.inner_steps):
+                raise ValueError(
+                    f"MetaBatchNormalization layer {layer.name!r} has per-step weights for steps={layer.steps} "
+                    f"inner steps, but MAML trains with inner_steps={self.inner_steps}; build the backbone with "
+                    f"steps={self.inner_steps}.")
 
     @property
     def eval_inner_steps(self):
@@ -334,20 +493,63 @@ class MAML(EpisodicModel):
         return self._classifier
 
     def _learning_rates(self):
+        """`adapt`'s `inner_lrs`: a list, or a function of the step for per-step rates."""
+        if self.learn_per_step_inner_lr:
+            per_step = iter([tf.convert_to_tensor(lr) for lr in self.per_step_inner_lrs])
+            rates = [next(per_step) if is_adapted else None for is_adapted in self._adapted]
+            last = self.inner_steps - 1
+            return lambda step: [None if lr is None else lr[min(step, last)] for lr in rates]
         if self.learn_inner_lr:
-            return [tf.convert_to_tensor(lr) for lr in self.inner_lrs]
-        return [self.inner_lr] * len(self.backbone.trainable_variables)
+            learned = iter([tf.convert_to_tensor(lr) for lr in self.inner_lrs])
+            return [next(learned) if is_adapted else None for is_adapted in self._adapted]
+        return [self.inner_lr if is_adapted else None for is_adapted in self._adapted]
 
-    def _adapt_and_predict(self, task, steps, training, random_state):
-        """One task's query predictions and non-trainable updates; `random_state` holds the seed states."""
+    def _adapt_and_predict(self, task, steps, training, random_state, first_order=None, each_step=False):
+        """One task's query predictions and non-trainable updates; `random_state` holds the seed states.
+
+        With `each_step`, the predictions are a list, after each inner step.
+        """
         randoms = iter(random_state)
         non_trainable = [next(randoms) if _is_random_state(v) else tf.convert_to_tensor(v)
                          for v in self.backbone.non_trainable_variables]
-        return adapt_and_predict(
+        predict = adapt_and_predict_each_step if each_step else adapt_and_predict
+        return predict(
             self.backbone,
             [tf.convert_to_tensor(v) for v in self.backbone.trainable_variables],
-            non_trainable, task, self.mean_loss, self._learning_rates(), steps, self.first_order, training,
+            non_trainable, task, self.mean_loss, self._learning_rates(), steps,
+            self.first_order if first_order is None else first_order, training,
         )
+
+    def training_phase(self, iteration):
+        """`(multi_step_loss, second_order)`: how outer iteration `iteration` (0-based) trains."""
+        multi_step = self.multi_step_loss_iterations is not None and iteration < self.multi_step_loss_iterations
+        second_order = not self.first_order and (self.first_order_iterations is None
+                                                 or iteration >= self.first_order_iterations)
+        return multi_step, second_order
+
+    def make_train_function(self, force=False):
+        """The compiled training step, traced for the current training phase.
+
+        The multi-step loss and derivative-order annealing change what the
+        step computes at set iterations: each call checks the phase of the
+        optimizer's iteration, and the step is traced again, once, when it
+        changes.
+        """
+        if self.train_function is not None and not force:
+            return self.train_function
+        phase = self.training_phase(int(self.optimizer.iterations.numpy()))
+        object.__setattr__(self, "_traced_phase", phase)
+        compiled = super().make_train_function(force=True)
+        if self.multi_step_loss_iterations is None and self.first_order_iterations is None:
+            return compiled
+
+        def train_function(*args, **kwargs):
+            if self.training_phase(int(self.optimizer.iterations.numpy())) != phase:
+                return self.make_train_function(force=True)(*args, **kwargs)
+            return compiled(*args, **kwargs)
+
+        self.train_function = train_function
+        return train_function
 
     def _random_variables(self):
         """The backbone's seed states (and other non-float states), carried from task to task."""
@@ -422,13 +624,23 @@ class MAML(EpisodicModel):
         non_trainable = self.backbone.non_trainable_variables
         floating = [not _is_random_state(v) for v in non_trainable]
         count = len(variables)
+        multi_step, second_order = self._traced_phase or self.training_phase(0)
+        if multi_step:
+            step_weights = multi_step_loss_weights(self.inner_steps, self.optimizer.iterations,
+                                                   self.multi_step_loss_iterations)
 
         def task_fn(task, totals):
             # The seed states run on from the previous task: each task draws fresh randomness.
             random_state = [total for total, is_float in zip(totals[1 + count:], floating) if not is_float]
             with tf.GradientTape() as tape:
-                predictions, updates = self._adapt_and_predict(task, self.inner_steps, True, random_state)
-                loss = self.mean_loss(task["query_y"], predictions)
+                predictions, updates = self._adapt_and_predict(task, self.inner_steps, True, random_state,
+                                                               first_order=not second_order, each_step=multi_step)
+                if multi_step:
+                    losses = tf.stack([self.mean_loss(task["query_y"], p) for p in predictions])
+                    loss = tf.reduce_sum(tf.cast(step_weights, losses.dtype) * losses)
+                    predictions = predictions[-1]
+                else:
+                    loss = self.mean_loss(task["query_y"], predictions)
                 # A LossScaleOptimizer (mixed_float16) scales the loss here and
                 # unscales the gradients in apply(); apply_update lets it
                 # handle its overflows. The inner loop is not scaled (see
@@ -503,6 +715,9 @@ class MAML(EpisodicModel):
             "loss": keras.losses.serialize(self.task_loss),
             "classifier": self.is_classifier,
             "allow_mixed_precision": self.allow_mixed_precision,
+            "learn_per_step_inner_lr": self.learn_per_step_inner_lr,
+            "multi_step_loss_iterations": self.multi_step_loss_iterations,
+            "first_order_iterations": self.first_order_iterations,
         }
 
     @classmethod

@@ -1,7 +1,35 @@
 """Batch normalization that is exact under second-order differentiation."""
 
+import contextlib
+import numbers
+import threading
+
 import keras
 import tensorflow as tf
+
+_INNER_STEP = threading.local()
+
+
+@contextlib.contextmanager
+def inner_step(index):
+    """Runs the enclosed forward passes as inner step `index` (0-based) of MAML's loop.
+
+    Per-step layers (`MetaBatchNormalization(steps=...)`) read the index
+    while they are traced and use that step's weights and statistics. MAML
+    sets it around each support pass (step k) and each query pass (the index
+    of the step that produced the fast weights); outside any scope it is 0.
+    """
+    previous = current_inner_step()
+    _INNER_STEP.index = index
+    try:
+        yield
+    finally:
+        _INNER_STEP.index = previous
+
+
+def current_inner_step():
+    """The inner step index set by the innermost `inner_step` scope, else 0."""
+    return getattr(_INNER_STEP, "index", 0)
 
 
 _FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32)
@@ -63,31 +91,59 @@ class MetaBatchNormalization(keras.layers.Layer):
       a query depend on the other queries of its batch (transductive). The
       layer has no non-trainable state to drift between replicas.
 
+    Per-step weights and statistics (MAML++, Antoniou et al. 2019): with
+    `steps=N` the layer holds N rows of `gamma` and `beta`, and inner step k
+    (from the `inner_step` scope MAML sets) uses row k; steps past the last
+    row use the last one. MAML meta-learns these rows and leaves them out of
+    the inner loop, as the official MAML++ code does. With
+    `per_step_statistics=True` it also keeps N rows of moving mean and
+    variance: every training pass of step k moves row k towards its batch's
+    moments (`moving = momentum * moving + (1 - momentum) * batch`), and
+    inference (`training=False`) normalizes step k's passes with row k
+    instead of the batch's moments. (The official code collects such
+    statistics but normalizes with the batch's moments all the same.)
+
     Args:
         axis: the feature axis, normalized per entry; moments are taken over
             all other axes.
         epsilon: added to the variance before the square root.
         center, scale: learn an offset `beta` / a scale `gamma`.
+        steps: None (one `gamma` and `beta`), or the number of inner steps
+            that get their own rows.
+        per_step_statistics: keep per-step moving statistics and normalize
+            with them in inference (needs `steps`).
+        momentum: of the per-step moving statistics (0.9: PyTorch's 0.1).
 
     Reference:
         Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
-        of Deep Networks. ICML 2017.
+        of Deep Networks. ICML 2017. Antoniou, Edwards, Storkey. How to train
+        your MAML. ICLR 2019, section 4 (BNRS, BNWB).
 
     Example:
         >>> layer = MetaBatchNormalization()
         >>> y = layer(keras.random.normal([8, 4]))  # per-feature mean 0, variance ~1
     """
 
-    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, **kwargs):
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, steps=None, per_step_statistics=False,
+                 momentum=0.9, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(axis, int):
             raise ValueError(f"`axis` must be an integer; received axis={axis!r}.")
         if not epsilon > 0:
             raise ValueError(f"`epsilon` must be positive; received epsilon={epsilon!r}.")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"`steps` must be None or a positive integer; received steps={steps!r}.")
+        if per_step_statistics and steps is None:
+            raise ValueError("per_step_statistics=True needs the number of steps; received steps=None.")
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1:
+            raise ValueError(f"`momentum` must be a number in [0, 1); received momentum={momentum!r}.")
         self.axis = axis
         self.epsilon = epsilon
         self.center = center
         self.scale = scale
+        self.steps = steps
+        self.per_step_statistics = bool(per_step_statistics)
+        self.momentum = float(momentum)
 
     def build(self, input_shape):
         rank = len(input_shape)
@@ -98,24 +154,62 @@ class MetaBatchNormalization(keras.layers.Layer):
         if width is None:
             raise ValueError(f"The feature axis {self.axis} of the input must be known; "
                              f"received input shape {input_shape}.")
-        self.gamma = self.add_weight(shape=(width,), initializer="ones", name="gamma",
+        shape = (width,) if self.steps is None else (self.steps, width)
+        self.gamma = self.add_weight(shape=shape, initializer="ones", name="gamma",
                                      trainable=True) if self.scale else None
-        self.beta = self.add_weight(shape=(width,), initializer="zeros", name="beta",
+        self.beta = self.add_weight(shape=shape, initializer="zeros", name="beta",
                                     trainable=True) if self.center else None
+        if self.per_step_statistics:
+            self.moving_mean = self.add_weight(shape=shape, initializer="zeros", name="moving_mean",
+                                               trainable=False)
+            self.moving_variance = self.add_weight(shape=shape, initializer="ones", name="moving_variance",
+                                                   trainable=False)
 
-    def call(self, inputs):
+    @property
+    def per_step_weights(self):
+        """The variables holding one row per inner step (meta-learned, not adapted in MAML's inner loop)."""
+        if self.steps is None:
+            return []
+        return [w for w in (self.gamma, self.beta) if w is not None]
+
+    def _row(self, weights):
+        """This step's row of per-step `weights`, as a tensor."""
+        weights = tf.convert_to_tensor(weights)  # raw ops do not take Keras variables
+        if self.steps is None:
+            return weights
+        return weights[min(current_inner_step(), self.steps - 1)]
+
+    def call(self, inputs, training=False):
         width = inputs.shape[self._feature_axis]
-        gamma = self.gamma if self.scale else tf.ones([width], self.variable_dtype)
-        beta = self.beta if self.center else tf.zeros([width], self.variable_dtype)
-        # Pass tensors: raw ops do not take Keras variables.
-        gamma, beta = tf.convert_to_tensor(gamma), tf.convert_to_tensor(beta)
+        gamma = self._row(self.gamma) if self.scale else tf.ones([width], self.variable_dtype)
+        beta = self._row(self.beta) if self.center else tf.zeros([width], self.variable_dtype)
         last = len(inputs.shape) - 1
+        permutation = [a for a in range(len(inputs.shape)) if a != self._feature_axis] + [self._feature_axis]
+        x = inputs if self._feature_axis == last else tf.transpose(inputs, permutation)
+        if self.per_step_statistics and not training:
+            outputs = self._normalize_with_moving_statistics(x, gamma, beta)
+        else:
+            if self.per_step_statistics:
+                self._update_moving_statistics(x)
+            outputs = batch_normalize(x, gamma, beta, self.epsilon)
         if self._feature_axis == last:
-            return batch_normalize(inputs, gamma, beta, self.epsilon)
-        permutation = [a for a in range(len(inputs.shape)) if a != self._feature_axis]
-        permutation.append(self._feature_axis)
-        outputs = batch_normalize(tf.transpose(inputs, permutation), gamma, beta, self.epsilon)
+            return outputs
         return tf.transpose(outputs, tf.math.invert_permutation(permutation))
+
+    def _normalize_with_moving_statistics(self, x, gamma, beta):
+        mean = tf.cast(self._row(self.moving_mean), x.dtype)
+        variance = tf.cast(self._row(self.moving_variance), x.dtype)
+        return (x - mean) * tf.math.rsqrt(variance + self.epsilon) * tf.cast(gamma, x.dtype) + tf.cast(beta, x.dtype)
+
+    def _update_moving_statistics(self, x):
+        """Moves this step's row of the moving statistics towards the batch's (biased) moments."""
+        axes = list(range(len(x.shape) - 1))
+        batch = [tf.stop_gradient(tf.reduce_mean(x, axis=axes))]
+        batch.append(tf.stop_gradient(tf.reduce_mean(tf.square(x - batch[0]), axis=axes)))
+        row = tf.one_hot(min(current_inner_step(), self.steps - 1), self.steps, dtype=self.variable_dtype)[:, None]
+        for moving, moment in zip((self.moving_mean, self.moving_variance), batch):
+            step = (1.0 - self.momentum) * (tf.cast(moment, self.variable_dtype) - moving)
+            moving.assign(moving + row * step)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -127,4 +221,7 @@ class MetaBatchNormalization(keras.layers.Layer):
             "epsilon": self.epsilon,
             "center": self.center,
             "scale": self.scale,
+            "steps": self.steps,
+            "per_step_statistics": self.per_step_statistics,
+            "momentum": self.momentum,
         }
