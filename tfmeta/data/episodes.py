@@ -104,7 +104,9 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
     random ops are not promised to be stable across them).
 
     Sampling and gathering run as TensorFlow ops inside the `tf.data`
-    pipeline (parallel map, prefetch); the data stay in memory.
+    pipeline (parallel map, prefetch); the data stay in memory. uint8 data
+    are pixels: held as uint8 (a quarter of float32's memory), the drawn
+    examples become float32 in [0, 1] (`x / 255`) inside the pipeline.
 
     Args:
         data: a `LabelledData`, or a `LabelledText`, whose episodes carry
@@ -153,6 +155,10 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
     support_y = tf.repeat(tf.range(ways, dtype=tf.int32), shots)
     query_y = tf.repeat(tf.range(ways, dtype=tf.int32), queries)
 
+    def examples(rows):
+        x = tf.gather(images, rows)
+        return tf.cast(x, tf.float32) / 255.0 if x.dtype == tf.uint8 else x
+
     def make_episode(seed):
         rows = _sample_indices(seed, class_start, class_count, ways, shots + queries, max_count, groups)
         support_rows, query_rows = tf.reshape(rows[:, :shots], [-1]), tf.reshape(rows[:, shots:], [-1])
@@ -163,9 +169,9 @@ def episodes(data, ways, shots, queries, seed, num_episodes=None, meta_batch_siz
             support_order = tf.random.experimental.stateless_shuffle(support_order, support_seed)
             query_order = tf.random.experimental.stateless_shuffle(query_order, query_seed)
         return {
-            "support_x": tf.gather(images, tf.gather(support_rows, support_order)),
+            "support_x": examples(tf.gather(support_rows, support_order)),
             "support_y": tf.gather(support_y, support_order),
-            "query_x": tf.gather(images, tf.gather(query_rows, query_order)),
+            "query_x": examples(tf.gather(query_rows, query_order)),
             "query_y": tf.gather(query_y, query_order),
         }
 

@@ -1,0 +1,198 @@
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tfmeta.data import LabelledData, episodes
+from tfmeta.data import images as image_data
+
+# The colour of each class's images in the generated folders: one flat colour per class.
+CLASS_COLOURS = {"circle": (250, 10, 10), "square": (10, 250, 10), "star": (10, 10, 250), "wave": (200, 200, 40)}
+
+
+def write_image(path, pixels):
+    """Writes uint8 pixels `[h, w, c]` as PNG or JPEG, by the path's suffix."""
+    encode = tf.io.encode_png if path.suffix == ".png" else tf.io.encode_jpeg
+    path.write_bytes(encode(tf.constant(pixels, tf.uint8)).numpy())
+
+
+def image_folder(root, per_class=6, classes=CLASS_COLOURS):
+    """A folder of class folders of flat-colour images: several sizes, RGB and grayscale, PNG and JPEG."""
+    sizes = [(20, 20), (31, 17), (8, 40)]
+    for name, colour in classes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            height, width = sizes[i % len(sizes)]
+            pixels = np.broadcast_to(np.array(colour, np.uint8), (height, width, 3))
+            if i % 4 == 3:  # a grayscale file: the colour's luminance
+                pixels = np.round(pixels @ np.array([0.2989, 0.587, 0.114]))[..., None].astype(np.uint8)
+            write_image(root / name / f"{i}.{'jpg' if i % 2 else 'png'}", pixels)
+    return root
+
+
+def luminance(colour):
+    return np.round(np.dot(colour, [0.2989, 0.587, 0.114]))
+
+
+def test_a_folder_loads_as_uint8_at_one_size_whatever_the_sizes_modes_and_formats(tmp_path):
+    data = image_data.load_image_folder(image_folder(tmp_path), image_size=(12, 10), channels=3)
+    assert data.images.dtype == np.uint8 and data.images.shape == (24, 12, 10, 3)
+    assert data.class_names == sorted(CLASS_COLOURS) and data.class_count.tolist() == [6] * 4
+    for c, name in enumerate(data.class_names):
+        rows = data.images[data.labels == c].reshape(6, -1, 3).astype(int)
+        colour = np.array(CLASS_COLOURS[name])
+        # Grayscale files come back as their luminance repeated; JPEG is lossy by a few levels.
+        expected = np.array([np.full(3, luminance(colour)) if i % 4 == 3 else colour for i in range(6)])
+        assert np.abs(rows - expected[:, None, :]).max() <= 4, name
+
+
+def test_grayscale_loading_takes_the_luminance_and_keeps_an_image_at_size_unchanged(tmp_path):
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, size=(9, 7, 1), dtype=np.uint8)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        write_image(tmp_path / name / "noise.png", noise)
+        write_image(tmp_path / name / "flat.png", np.full((30, 20, 3), (40, 120, 220), np.uint8))
+    data = image_data.load_image_folder(tmp_path, image_size=(9, 7), channels=1)
+    assert data.images.shape == (4, 9, 7, 1)
+    np.testing.assert_array_equal(data.images[1], noise)  # "noise.png" sorts after "flat.png"
+    assert np.all(data.images[0] == luminance((40, 120, 220)))
+
+
+def test_uint8_images_become_float32_in_0_1_inside_the_episodes():
+    pixels = np.arange(6 * 2 * 2 * 1, dtype=np.uint8).reshape(6, 2, 2, 1) * 7
+    data = LabelledData(pixels, np.array([0, 0, 1, 1, 2, 2]))
+    episode = next(iter(episodes(data, ways=3, shots=1, queries=1, seed=0)))
+    assert episode["support_x"].dtype == tf.float32
+    drawn = np.concatenate([episode["support_x"], episode["query_x"]])
+    expected = pixels.astype(np.float32) / 255.0
+    assert sorted(map(bytes, drawn)) == sorted(map(bytes, expected)), "each example is one image / 255"
+
+
+def test_memory_is_checked_before_reading_with_the_formula_in_the_message(tmp_path):
+    folder = image_folder(tmp_path / "data")
+    assert image_data.dataset_bytes(24, (84, 84), 3) == 24 * 84 * 84 * 3
+    needed = image_data.MEMORY_COPIES * 24 * 84 * 84 * 3
+    (folder / "circle" / "0.png").write_bytes(b"not an image")  # would fail if read
+    with pytest.raises(MemoryError, match=r"24 images at 84x84x3 need .* only 0\.00 GiB"):
+        image_data.load_image_folder(folder, (84, 84), available_memory=needed - 1)
+    with pytest.raises(ValueError, match="cannot decode .*circle/0.png"):
+        image_data.load_image_folder(folder, (84, 84), available_memory=needed)
+    assert image_data.available_memory_bytes() > 0
+
+
+def test_bad_folders_are_refused_naming_the_path(tmp_path):
+    with pytest.raises(ValueError, match=f"no image folder at {tmp_path / 'missing'}"):
+        image_data.load_image_folder(tmp_path / "missing", (8, 8))
+    single = image_folder(tmp_path / "single", classes={"only": (1, 2, 3)})
+    with pytest.raises(ValueError, match=f"{single} holds 1 class folder.*'only'.*at least two classes"):
+        image_data.load_image_folder(single, (8, 8))
+    with pytest.raises(ValueError, match="image_size"):
+        image_data.load_image_folder(single, (8, 0))
+    with pytest.raises(ValueError, match="channels"):
+        image_data.load_image_folder(single, (8, 8), channels=4)
+
+
+def test_a_class_with_fewer_images_than_shots_plus_queries_is_named_at_episode_time(tmp_path):
+    data = image_data.load_image_folder(image_folder(tmp_path, per_class=4), (8, 8))
+    with pytest.raises(ValueError, match=r"1 \+ 5 = 6 examples .* e\.g\. 'circle' with 4"):
+        episodes(data, ways=2, shots=1, queries=5, seed=0)
+
+
+def test_seeded_class_splits_are_disjoint_complete_and_reproducible():
+    data = LabelledData(np.zeros([50, 1], np.uint8), np.arange(50) % 25)
+    splits = image_data.split_classes(data, seed=3)
+    names = {part: set(d.class_names) for part, d in splits.items()}
+    assert [len(names[p]) for p in image_data.SPLIT_PARTS] == [16, 4, 5]  # 64/16/20 % of 25
+    assert set.union(*names.values()) == set(data.class_names) and sum(map(len, names.values())) == 25
+    assert all(d.class_count.tolist() == [2] * d.num_classes for d in splits.values())
+    again = image_data.split_classes(data, seed=3)
+    assert {p: d.class_names for p, d in again.items()} == {p: d.class_names for p, d in splits.items()}
+    assert image_data.split_classes(data, seed=4)["test"].class_names != splits["test"].class_names
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        image_data.split_classes(LabelledData(np.zeros([2, 1]), np.array([0, 1])))
+
+
+def test_a_class_split_file_selects_its_classes_and_refuses_unknown_or_shared_ones(tmp_path):
+    data = LabelledData(np.arange(8)[:, None], np.arange(8) % 4, ["a", "b", "c", "d"])
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": ["b", "d"], "validation": ["a"], "test": ["c"]}))
+    parts = image_data.apply_class_split(data, image_data.read_class_split(path))
+    assert parts["train"].class_names == ["b", "d"] and parts["train"].images[:, 0].tolist() == [1, 5, 3, 7]
+    path.write_text(json.dumps({"train": ["b", "x"], "validation": ["a"], "test": ["c"]}))
+    with pytest.raises(ValueError, match="'train' part names 1 class.*'x'"):
+        image_data.apply_class_split(data, image_data.read_class_split(path))
+    path.write_text(json.dumps({"train": ["b"], "validation": ["b"], "test": ["c"]}))
+    with pytest.raises(ValueError, match="class 'b' is in 'train' and 'validation'"):
+        image_data.read_class_split(path)
+    with pytest.raises(ValueError, match="no class-split file at"):
+        image_data.read_class_split(tmp_path / "none.json")
+
+
+# CIFAR-100's 20 superclasses and their classes (the CIFAR-100 page, https://www.cs.toronto.edu/~kriz/cifar.html).
+CIFAR100_SUPERCLASSES = {
+    "aquatic_mammals": "beaver dolphin otter seal whale", "fish": "aquarium_fish flatfish ray shark trout",
+    "flowers": "orchid poppy rose sunflower tulip", "food_containers": "bottle bowl can cup plate",
+    "fruit_and_vegetables": "apple mushroom orange pear sweet_pepper",
+    "household_electrical_devices": "clock keyboard lamp telephone television",
+    "household_furniture": "bed chair couch table wardrobe", "insects": "bee beetle butterfly caterpillar cockroach",
+    "large_carnivores": "bear leopard lion tiger wolf",
+    "large_man-made_outdoor_things": "bridge castle house road skyscraper",
+    "large_natural_outdoor_scenes": "cloud forest mountain plain sea",
+    "large_omnivores_and_herbivores": "camel cattle chimpanzee elephant kangaroo",
+    "medium_mammals": "fox porcupine possum raccoon skunk",
+    "non-insect_invertebrates": "crab lobster snail spider worm",
+    "people": "baby boy girl man woman", "reptiles": "crocodile dinosaur lizard snake turtle",
+    "small_mammals": "hamster mouse rabbit shrew squirrel",
+    "trees": "maple_tree oak_tree palm_tree pine_tree willow_tree",
+    "vehicles_1": "bicycle bus motorcycle pickup_truck train", "vehicles_2": "lawn_mower rocket streetcar tank tractor",
+}
+
+
+def test_the_shipped_benchmark_splits_have_the_papers_class_counts_and_rules():
+    cifar_fs, fc100, cub = (image_data.read_class_split(name) for name in ("cifar-fs", "fc100", "cub"))
+    fine = sorted(c for classes in CIFAR100_SUPERCLASSES.values() for c in classes.split())
+    for split in (cifar_fs, fc100):
+        assert split["label_names"] == fine and sorted(sum((split[p] for p in image_data.SPLIT_PARTS), [])) == fine
+    assert [len(cifar_fs[p]) for p in image_data.SPLIT_PARTS] == [64, 16, 20]
+    for part, count in zip(image_data.SPLIT_PARTS, (12, 4, 4)):  # FC100: whole superclasses per part
+        superclasses = fc100["superclasses"][part]
+        assert len(superclasses) == count
+        assert sorted(fc100[part]) == sorted(c for s in superclasses for c in CIFAR100_SUPERCLASSES[s].split())
+    # Chen et al.: class folders in order, even -> train, 1 mod 4 -> validation, 3 mod 4 -> test.
+    assert [len(cub[p]) for p in image_data.SPLIT_PARTS] == [100, 50, 50]
+    for part, remainders in zip(image_data.SPLIT_PARTS, ({0, 2}, {1}, {3})):
+        assert {int(c) % 4 for c in cub[part]} == remainders
+
+
+def test_tfds_cifar100_loads_and_splits_into_cifar_fs_and_fc100():
+    with tfds.testing.mock_data(num_examples=1500):
+        data = image_data.load_images("tfds:cifar100", image_size=(16, 16))
+    assert data.images.dtype == np.uint8 and data.example_shape == (16, 16, 3)
+    assert data.num_classes == 100 and len(data) == 1500
+    for name, counts in (("cifar-fs", [64, 16, 20]), ("fc100", [60, 20, 20])):
+        parts = image_data.apply_class_split(data, image_data.read_class_split(name))
+        assert [parts[p].num_classes for p in image_data.SPLIT_PARTS] == counts
+        assert sum(len(parts[p]) for p in image_data.SPLIT_PARTS) == 1500
+    assert "poppy" in parts["train"].class_names  # flowers train in FC100
+
+
+def test_tfds_caltech_birds_of_mixed_sizes_are_resized_and_named_by_label():
+    with tfds.testing.mock_data(num_examples=60):
+        data = image_data.load_images("tfds:caltech_birds2011", image_size=(21, 17), channels=1)
+        with pytest.raises(MemoryError, match="tfds:caltech_birds2011"):
+            image_data.load_tfds_images("caltech_birds2011", (21, 17), available_memory=10)
+    assert data.example_shape == (21, 17, 1) and len(data) == 60
+    assert all(name.isdigit() and int(name) < 200 for name in data.class_names)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("tfds:cifar1000", "no TFDS dataset named 'cifar1000'.*did you mean cifar100"),
+    ("tfds:cifar100/nope", "TFDS cannot build 'cifar100/nope'"),
+    ("omniglot", "images:DIR .* or tfds:NAME"),
+])
+def test_bad_dataset_names_are_refused_naming_them(source, message):
+    with pytest.raises(ValueError, match=message):
+        image_data.load_images(source, (8, 8))
