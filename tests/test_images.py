@@ -1,10 +1,12 @@
 import json
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import tfmeta
 from tfmeta.data import LabelledData, episodes
 from tfmeta.data import images as image_data
 
@@ -196,3 +198,70 @@ def test_tfds_caltech_birds_of_mixed_sizes_are_resized_and_named_by_label():
 def test_bad_dataset_names_are_refused_naming_them(source, message):
     with pytest.raises(ValueError, match=message):
         image_data.load_images(source, (8, 8))
+
+
+def trainable_count(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def conv_stack_parameters(channels, widths, kernel=3):
+    """Trainable parameters of bias-free convolutions each followed by batch norm (gamma, beta)."""
+    sizes = [channels, *widths]
+    return sum(kernel * kernel * c_in * c_out + 2 * c_out for c_in, c_out in zip(sizes, sizes[1:]))
+
+
+@pytest.mark.parametrize("input_shape, side", [((84, 84, 3), 5), ((32, 32, 3), 2), ((28, 28, 1), 1)])
+def test_the_miniimagenet_cnns_have_the_papers_shapes_and_parameters(input_shape, side):
+    maml_cnn = tfmeta.models.miniimagenet_cnn(5, input_shape=input_shape)
+    features = side * side * 32
+    assert maml_cnn.output_shape == (None, 5)
+    assert trainable_count(maml_cnn) == conv_stack_parameters(input_shape[-1], [32] * 4) + features * 5 + 5
+    embedding = tfmeta.models.conv4_embedding(input_shape, filters=64)
+    assert embedding.output_shape == (None, side * side * 64)
+    assert trainable_count(embedding) == conv_stack_parameters(input_shape[-1], [64] * 4)
+
+
+@pytest.mark.parametrize("global_pool", [False, True])
+def test_resnet12_has_the_standard_blocks_shapes_and_parameters(global_pool):
+    model = tfmeta.models.resnet12_embedding((84, 84, 3), global_pool=global_pool)
+    assert model.output_shape == (None, 640 if global_pool else 5 * 5 * 640)
+    sizes = [3, 64, 160, 320, 640]
+    expected = sum(conv_stack_parameters(c_in, [c_out] * 3)  # three 3x3 convolutions with their norms
+                   + c_in * c_out + 2 * c_out  # the 1x1 shortcut and its norm
+                   for c_in, c_out in zip(sizes, sizes[1:]))
+    assert trainable_count(model) == expected
+    small = tfmeta.models.resnet12_embedding((20, 24, 1), widths=(4, 8))
+    assert small.output_shape == (None, 5 * 6 * 8)
+    x = np.random.default_rng(0).uniform(size=(2, 20, 24, 1)).astype(np.float32)
+    assert np.all(np.isfinite(small(x)))
+
+
+def test_maml_accepts_the_miniimagenet_cnn_for_second_order_and_refuses_resnet12s_stock_norms():
+    tfmeta.MAML(tfmeta.models.miniimagenet_cnn(5, input_shape=(16, 16, 3), filters=4))
+    embedding = tfmeta.models.resnet12_embedding((16, 16, 3), widths=(4,))
+    classifier = keras.Sequential([embedding, keras.layers.Dense(5)])
+    with pytest.raises(ValueError, match="block0_norm0.*MetaBatchNormalization"):
+        tfmeta.MAML(classifier)
+    tfmeta.MAML(classifier, first_order=True)
+
+
+def test_pixel_normalization_is_inside_the_model_saved_with_it_and_recorded(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(30, 16, 16, 3), dtype=np.uint8)
+    mean, std = tfmeta.models.pixel_statistics(pixels)
+    as_float = pixels.reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(mean, as_float.mean(0))
+    np.testing.assert_allclose(std, as_float.std(0))
+    backbone = tfmeta.models.conv4_embedding((16, 16, 3), filters=4)
+    model = tfmeta.models.with_pixel_normalization(backbone, mean, std)
+    x = pixels[:4].astype(np.float32) / 255.0
+    np.testing.assert_allclose(model(x), backbone((x - mean) / std), atol=1e-5)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    record = tfmeta.models.pixel_normalization_record(loaded)
+    np.testing.assert_allclose(record["mean"], mean, rtol=1e-6)
+    np.testing.assert_allclose(record["std"], std, rtol=1e-6)
+    assert tfmeta.models.pixel_normalization_record(backbone) is None
+    with pytest.raises(ValueError, match="one value per channel"):
+        tfmeta.models.with_pixel_normalization(backbone, [0.5], [0.2])
