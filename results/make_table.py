@@ -178,6 +178,7 @@ def savedmodels_table():
             score = "; ".join(
                 f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f}% ({test['test_episodes']:,} episodes)"
                 + (f" on {test['ways']}-way {test['shots']}-shot" if test is not card else "")
+                + (f", {test['resize']} downsampling" if "resize" in test else "")
                 for test in [card, *card.get("evaluations", [])])
         else:
             task = f"{card['shots']}-shot sinusoid regression"

@@ -9,9 +9,14 @@ from tfmeta.data.locations import DATA_DIR_HELP
 # The inputs of the datasets tfmeta trains on, by results.json "dataset": the
 # range a served model accepts, and the convention model.json states.
 DATASET_INPUTS = {
-    "omniglot": ((0.0, 1.0), "pixels float32 in [0, 1]: ink 1.0, background 0.0 (28x28, area-downsampled)"),
+    "omniglot": ((0.0, 1.0), "pixels float32 in [0, 1]: ink 1.0, background 0.0, 28x28 downsampled from 105x105 by "
+                             "area averaging (tf.image.resize method='area'); other resizing costs accuracy "
+                             "(docs/serving.md)"),
     "sinusoid": ((-5.0, 5.0), "x float32 in [-5, 5]; support_y = A sin(x - phase), A in [0.1, 5], phase in [0, pi]"),
 }
+OMNIGLOT_AUGMENTED_INPUTS = ("pixels float32 in [0, 1]: ink 1.0, background 0.0, 28x28 downsampled from 105x105 "
+                             "by area, bilinear or bicubic antialiased resizing (trained on all three, shifted by "
+                             "up to 1 pixel: tfmeta train --augment)")
 
 # What model.json takes over from a training run's results.json.
 RESULTS_KEYS = ("algorithm", "dataset", "split", "ways", "shots", "accuracy", "ci95", "test_episodes", "iterations",
@@ -37,6 +42,8 @@ def _evaluations(paths, results):
             raise SystemExit(f"tfmeta export: {path} evaluates the model trained by {trained_by!r}, not this one "
                              f"(trained by {results.get('command')!r})")
         evaluations.append({key: record["evaluation"][key] for key in EVALUATION_KEYS})
+        if record["evaluation"].get("resize", "area") != "area":  # drawings downsampled another way
+            evaluations[-1]["resize"] = record["evaluation"]["resize"]
     return evaluations
 
 
@@ -49,7 +56,9 @@ def _export_metadata(results):
             metadata[key] = config[key]
     if "command" in results:
         metadata["training_command"] = results["command"]
-    if results.get("dataset") in DATASET_INPUTS:
+    if config.get("augment"):
+        metadata["input_convention"] = OMNIGLOT_AUGMENTED_INPUTS
+    elif results.get("dataset") in DATASET_INPUTS:
         metadata["input_convention"] = DATASET_INPUTS[results["dataset"]][1]
     return metadata
 

@@ -67,7 +67,10 @@ def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data
             (averaging, what tfmeta's models are trained on), or, to test a
             model on what a client's own resizing gives, `"bilinear"`
             (`tf.image.resize`'s default), `"bilinear-antialias"` or
-            `"bicubic-antialias"` (close to Pillow's `Image.resize`).
+            `"bicubic-antialias"` (close to Pillow's `Image.resize`). A
+            tuple of these downsamples each drawing by one of them, chosen
+            at random (seeded, the same in every call): training on such a
+            mixture teaches a model not to care which one a client uses.
 
     Reading all 32,460 images takes a few seconds; each part of the release
     is decoded once per process.
@@ -85,17 +88,26 @@ def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data
         raise ValueError(f"Unknown Omniglot split {split!r}; choose one of {list(SPLITS)}.")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"`image_size` must be a positive integer; received {image_size!r}.")
-    if resize not in RESIZE_METHODS:
-        raise ValueError(f"`resize` must be one of {list(RESIZE_METHODS)}; received {resize!r}.")
+    methods = (resize,) if isinstance(resize, str) else tuple(resize)
+    if not methods or any(method not in RESIZE_METHODS for method in methods):
+        raise ValueError(f"`resize` must be one of {list(RESIZE_METHODS)} or a tuple of them; received {resize!r}.")
     data_dir = locations.find_omniglot_dir(data_dir)
     if data_dir is not None:
         if not os.path.isdir(data_dir):
             raise FileNotFoundError(f"Omniglot data_dir {data_dir!r} is not a directory.")
 
-    def read(part):
+    def read_resized(part, method):
         if data_dir is None:
-            return _read_tfds(part, image_size, tfds_data_dir, resize)
-        return _read_release(data_dir, part, image_size, resize)
+            return _read_tfds(part, image_size, tfds_data_dir, method)
+        return _read_release(data_dir, part, image_size, method)
+
+    def read(part):
+        views = [read_resized(part, method) for method in methods]
+        images, characters = views[0]
+        if len(views) > 1:
+            choice = np.random.default_rng(len(images)).integers(len(views), size=len(images))
+            images = np.stack([view for view, _ in views])[choice, np.arange(len(images))]
+        return images, characters
 
     if split in LAKE_SPLITS:
         return _with_rotations(*read(LAKE_SPLITS[split]), rotations)

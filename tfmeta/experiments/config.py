@@ -72,6 +72,10 @@ def add_train_flags(parser):
     add("--within-alphabet", action="store_true", default=None,
         help="Omniglot: draw each training and validation episode's classes from one alphabet, as Lake's runs "
              "are (the Vinyals test episodes stay across alphabets)")
+    add("--augment", action="store_true", default=None,
+        help="Omniglot: train on drawings downsampled by a mix of area, bilinear and bicubic-antialias "
+             "resizing, each shifted by up to 1 pixel per axis, so the model does not depend on how a client "
+             "resizes (validation and test stay area-downsampled; default: area only, no shifts)")
     add_with_default("--ways", type=int, help="classes per test and validation episode")
     add("--train-ways", type=int, help="classes per training episode (default: --ways; omniglot protonet: 60)")
     add_with_default("--shots", type=int, help="support examples per class (sinusoid: support points)")
@@ -156,7 +160,7 @@ def resolve(args):
                          f"--algorithm {settings['algorithm']}")
     config = {**DEFAULTS["common"], **DEFAULTS.get((dataset, settings["algorithm"]), {}), **settings}
     for flag in ("first_order", "learn_inner_lr", "fce", "learn_temperature", "skip_non_finite", "deterministic",
-                 "resume", "within_alphabet", "test_last"):
+                 "resume", "within_alphabet", "test_last", "augment"):
         config[flag] = bool(config.get(flag))
     config.setdefault("train_ways", None)
     config.setdefault("train_queries", None)

@@ -5,6 +5,7 @@ import time
 import tensorflow as tf
 
 import tfmeta
+from tfmeta.data.augmentation import random_shifts
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments import reporting
 from tfmeta.experiments.config import compile_for_training
@@ -47,13 +48,25 @@ def run_name(config):
 LAKE_VALIDATION_ALPHABETS = 5
 
 
-def _lake_splits(data_dir):
+# --augment: the training drawings are downsampled by a mix of what clients
+# commonly use, and shifted by up to this many pixels per axis.
+AUGMENT_RESIZES = ("area", "bilinear", "bicubic-antialias")
+AUGMENT_MAX_SHIFT = 1
+
+
+def train_resize(config):
+    """How the training drawings are downsampled: area, or the --augment mix."""
+    return AUGMENT_RESIZES if config.augment else "area"
+
+
+def _lake_splits(data_dir, augment=False):
     background = tfmeta.data.load_omniglot("background", data_dir)
     alphabets = sorted({name.split("/")[0] for name in background.class_names})
     held_out = set(alphabets[-LAKE_VALIDATION_ALPHABETS:])
     names = {part: [name for name in background.class_names if (name.split("/")[0] in held_out) == (part == "val")]
              for part in ("train", "val")}
-    return {part: background.select_classes(names[part]) for part in ("train", "val")}
+    train = tfmeta.data.load_omniglot("background", data_dir, resize=AUGMENT_RESIZES) if augment else background
+    return {"train": train.select_classes(names["train"]), "val": background.select_classes(names["val"])}
 
 
 LAKE_RUNS = "lake-runs"  # Lake's 20 one-shot runs (all_runs.zip), as a test split
@@ -89,9 +102,11 @@ def train_and_evaluate_omniglot(config):
                          f"--shots {config.shots}")
     start = time.time()
     if config.split == "lake":
-        splits = _lake_splits(config.data_dir)
+        splits = _lake_splits(config.data_dir, config.augment)
     else:
-        splits = {split: tfmeta.data.load_omniglot(f"vinyals-{split}", config.data_dir) for split in ("train", "val")}
+        splits = {split: tfmeta.data.load_omniglot(f"vinyals-{split}", config.data_dir,
+                                                   resize=train_resize(config) if split == "train" else "area")
+                  for split in ("train", "val")}
     print(f"Omniglot ({config.split} split) train/val: "
           f"{'/'.join(str(d.num_classes) for d in splits.values())} classes, read in "
           f"{time.time() - start:.1f} s")
@@ -104,9 +119,12 @@ def train_and_evaluate_omniglot(config):
         return [name.split("/")[0] for name in data.class_names] if config.within_alphabet else None
 
     def train(meta_batch):  # the training stream from meta-batch `meta_batch` on
-        return tfmeta.data.episodes(splits["train"], *train_shape, seed=config.seed,
-                                    meta_batch_size=config.meta_batch, start=meta_batch * config.meta_batch,
-                                    class_groups=alphabets(splits["train"]))
+        stream = tfmeta.data.episodes(splits["train"], *train_shape, seed=config.seed,
+                                      meta_batch_size=config.meta_batch, start=meta_batch * config.meta_batch,
+                                      class_groups=alphabets(splits["train"]))
+        if config.augment:
+            stream = random_shifts(stream, AUGMENT_MAX_SHIFT, config.seed, start=meta_batch)
+        return stream
 
     val = tfmeta.data.evaluation_episodes(splits["val"], *test_shape, config.val_episodes,
                                           meta_batch_size=tfmeta.data.fitting_meta_batch_size(config.val_episodes),
