@@ -1,13 +1,17 @@
 import gzip
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import tfmeta
+
 from test_episodes import check_episode, synthetic_data
 from tfmeta.data import (LabelledData, LabelledText, episodes, evaluation_episodes, load_clinc_oos,
                          read_labelled_lines, read_text_folders)
+from tfmeta.models.text import text_conv_embedding
 
 
 def synthetic_text(num_classes=12):
@@ -137,3 +141,76 @@ def test_clinc_oos_is_read_by_intent_name_through_tfds():
     assert data.class_names == ["balance", "play_music"]
     assert data.texts.tolist() == ["what is my balance", "how much money do i have", "play some jazz",
                                    "put on a song"]
+
+
+def keyword_text(num_classes=6, per_class=12, seed=0):
+    """Texts whose class shows in 2 of its 5 keywords, among 4 words drawn from 30 that all classes share."""
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.permutation([*rng.choice([f"key{c}x{j}" for j in range(5)], 2),
+                                       *rng.choice([f"noise{j}" for j in range(30)], 4)]))
+             for c in range(num_classes) for _ in range(per_class)]
+    return LabelledText(texts, np.repeat(np.arange(num_classes), per_class))
+
+
+def small_text_embedding(texts, **kwargs):
+    return text_conv_embedding(texts, **{"vocabulary_size": 64, "sequence_length": 6, "embedding_dim": 8,
+                                         "filters": 16, "output_dim": 16, **kwargs})
+
+
+def test_text_embedding_reads_only_a_texts_own_tokens():
+    keras.utils.set_random_seed(0)
+    texts = ["a web browser", "chess game for two", "python http library"]
+    short, long = small_text_embedding(texts), small_text_embedding(texts, sequence_length=20)
+    long.set_weights(short.get_weights())
+    request = tf.constant(["chess game", "web browser for python", "Chess, game!"])
+    embedded = short(request).numpy()
+    # More padding changes nothing; standardization lowers case and drops punctuation.
+    np.testing.assert_allclose(long(request).numpy(), embedded, atol=1e-6)
+    np.testing.assert_allclose(embedded[2], embedded[0], atol=1e-6)
+    # Words not in the training texts share the out-of-vocabulary token.
+    np.testing.assert_allclose(short(tf.constant(["chess zebra", "chess yak"])).numpy()[0],
+                               short(tf.constant(["chess yak"])).numpy()[0], atol=1e-6)
+    assert not np.allclose(embedded[0], embedded[1])
+
+
+def test_text_embedding_keeps_its_vocabulary_through_saving(tmp_path):
+    model = small_text_embedding(["a web browser", "chess game"])
+    model.save(tmp_path / "embedding.keras")
+    loaded = keras.models.load_model(tmp_path / "embedding.keras")
+    request = tf.constant(["chess browser", "a game"])
+    np.testing.assert_allclose(loaded(request).numpy(), model(request).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="vocabulary_size.*received vocabulary_size=0"):
+        small_text_embedding(["a"], vocabulary_size=0)
+
+
+TEXT_LEARNERS = {
+    "protonet": lambda embedding: tfmeta.PrototypicalNetwork(embedding),
+    "matching": lambda embedding: tfmeta.MatchingNetwork(embedding, temperature=10.0),
+    "matching-fce": lambda embedding: tfmeta.MatchingNetwork(embedding, fce=True, fce_steps=2),
+}
+
+
+@pytest.mark.parametrize("name", TEXT_LEARNERS)
+def test_metric_learners_learn_text_episodes_with_fit(name):
+    data = keyword_text()
+    keras.utils.set_random_seed(0)
+    model = TEXT_LEARNERS[name](small_text_embedding(data.texts, sequence_length=8))
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    fixed = evaluation_episodes(data, 3, 1, 2, num_episodes=40, meta_batch_size=4, seed=1)
+    before = model.evaluate(fixed, verbose=0, return_dict=True)["accuracy"]
+    model.fit(episodes(data, 3, 1, 2, seed=0, meta_batch_size=4), steps_per_epoch=30, verbose=0)
+    after = model.evaluate(fixed, verbose=0, return_dict=True)["accuracy"]
+    assert after > max(before + 0.15, 0.8), (before, after)
+
+
+def test_text_models_take_numpy_strings_and_refuse_numbers():
+    data = keyword_text()
+    model = tfmeta.PrototypicalNetwork(small_text_embedding(data.texts))
+    batch = next(evaluation_episodes(data, 3, 1, 2, num_episodes=2, meta_batch_size=2).as_numpy_iterator())
+    as_str = {key: value.astype(str) if key.endswith("_x") else value for key, value in batch.items()}
+    expected = model.predict(batch, verbose=0)  # object arrays of bytes, as tf.data gives them
+    np.testing.assert_allclose(model.predict(as_str, verbose=0), expected, atol=1e-6)
+    with pytest.raises(ValueError, match=r"support_x holds float32 examples, but the model takes raw text"):
+        model.predict({**batch, "support_x": np.zeros([2, 3], np.float32)}, verbose=0)
+    with pytest.raises(ValueError, match=r"support_x has shape \(2, 3, 1\).*expected \[tasks, examples\]"):
+        model.predict({**batch, "support_x": batch["support_x"][..., None]}, verbose=0)

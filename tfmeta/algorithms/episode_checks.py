@@ -19,12 +19,29 @@ def unpack(data, need_query_y=True):
     return data
 
 
-def check_episode_data(data, example_shape, need_query_y, integer_labels, check_first_batch=None):
+def _is_text(dtype):
+    return dtype == tf.string
+
+
+def strings_as_tensors(data):
+    """`data`, with the NumPy string arrays of a dict of episodes as `tf.string` tensors.
+
+    Keras's NumPy data adapter refuses strings; it takes them as tensors.
+    """
+    if not isinstance(data, dict):
+        return data
+    return {key: tf.constant(value) if isinstance(value, np.ndarray) and value.dtype.kind in "OSU" else value
+            for key, value in data.items()}
+
+
+def check_episode_data(data, example_shape, need_query_y, integer_labels, check_first_batch=None,
+                       example_dtype=None):
     """Raises a `ValueError` naming the problem if `data` cannot feed a model.
 
     `data` is a `tf.data.Dataset` of episode meta-batches or a dict of arrays
     with a leading task axis. Checks keys, ranks, that support and query
     examples match each other and the model's `example_shape` (if known),
+    that they are strings exactly when the model's `example_dtype` is,
     that there is one label per example (integers if `integer_labels`), and
     finally runs `check_first_batch` on the first meta-batch, as NumPy.
     """
@@ -36,8 +53,8 @@ def check_episode_data(data, example_shape, need_query_y, integer_labels, check_
         dtypes = {key: s.dtype for key, s in spec.items()}
     elif isinstance(data, dict):
         shapes = {key: tuple(np.shape(value)) for key, value in data.items()}
-        dtypes = {key: tf.as_dtype(getattr(value, "dtype", np.asarray(value).dtype))
-                  for key, value in data.items()}
+        dtypes = {key: tf.string if np.asarray(value).dtype.kind in "OSU"
+                  else tf.as_dtype(getattr(value, "dtype", np.asarray(value).dtype)) for key, value in data.items()}
     else:
         raise ValueError(
             "Expected episodes as a tf.data.Dataset of dicts (tfmeta.data.episodes) or a dict of "
@@ -61,7 +78,12 @@ def check_episode_data(data, example_shape, need_query_y, integer_labels, check_
         ):
             raise ValueError(
                 f"{key} has shape {shape}, but the model takes examples of shape {example_shape}: "
-                f"expected [tasks, examples, {', '.join(map(str, example_shape))}]."
+                f"expected [{', '.join(['tasks', 'examples', *map(str, example_shape)])}]."
+            )
+        if example_dtype is not None and _is_text(tf.as_dtype(example_dtype)) != _is_text(dtypes[key]):
+            raise ValueError(
+                f"{key} holds {dtypes[key].name} examples, but the model takes "
+                f"{'raw text (strings)' if _is_text(tf.as_dtype(example_dtype)) else 'numbers'}."
             )
     if shapes["support_x"][2:] != shapes["query_x"][2:]:
         raise ValueError(

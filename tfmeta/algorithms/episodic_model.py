@@ -58,6 +58,11 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
         """Shape of one input example, or None if unknown."""
         raise NotImplementedError
 
+    @property
+    def example_dtype(self):
+        """The `tf.DType` of input examples (`tf.string` for models of raw text); float32 by default."""
+        return tf.float32
+
     def check_first_batch(self, batch):
         """Raises a `ValueError` naming what is wrong with the labels of a meta-batch."""
         raise NotImplementedError
@@ -392,25 +397,25 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
         return [g / tf.cast(replicas, g.dtype) for g in total]
 
     def _check_data(self, data, need_query_y):
+        """`data` after its checks, with NumPy arrays of strings as `tf.string` tensors (Keras takes no others)."""
         episode_checks.check_episode_data(
             data, self.example_shape, need_query_y, self.is_classifier,
-            self.check_first_batch if self.is_classifier else None,
+            self.check_first_batch if self.is_classifier else None, self.example_dtype,
         )
+        return episode_checks.strings_as_tensors(data)
 
     def fit(self, x=None, y=None, validation_data=None, **kwargs):
-        self._check_data(x, need_query_y=True)
+        x = self._check_data(x, need_query_y=True)
         if validation_data is not None:
-            self._check_data(validation_data, need_query_y=True)
+            validation_data = self._check_data(validation_data, need_query_y=True)
         kwargs.setdefault("shuffle", False)  # episode streams are random already
         return super().fit(x, y, validation_data=validation_data, **kwargs)
 
     def evaluate(self, x=None, y=None, **kwargs):
-        self._check_data(x, need_query_y=True)
-        return super().evaluate(x, y, **kwargs)
+        return super().evaluate(self._check_data(x, need_query_y=True), y, **kwargs)
 
     def predict(self, x, **kwargs):
-        self._check_data(x, need_query_y=False)
-        return super().predict(x, **kwargs)
+        return super().predict(self._check_data(x, need_query_y=False), **kwargs)
 
 
 def labels_below(episodes, keys, ways, what):

@@ -43,6 +43,10 @@ class MetricLearner(EpisodicModel):
         return tuple(self.embedding.input_shape[1:])
 
     @property
+    def example_dtype(self):
+        return tf.as_dtype(self.embedding.inputs[0].dtype)
+
+    @property
     def embedding_size(self):
         return self.embedding.output_shape[-1]
 
