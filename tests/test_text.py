@@ -1,4 +1,7 @@
 import gzip
+import importlib.util
+import json
+import pathlib
 
 import keras
 import numpy as np
@@ -12,6 +15,8 @@ from test_episodes import check_episode, synthetic_data
 from tfmeta.data import (LabelledData, LabelledText, episodes, evaluation_episodes, load_clinc_oos,
                          read_labelled_lines, read_text_folders)
 from tfmeta.models.text import text_conv_embedding
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def synthetic_text(num_classes=12):
@@ -214,3 +219,77 @@ def test_text_models_take_numpy_strings_and_refuse_numbers():
         model.predict({**batch, "support_x": np.zeros([2, 3], np.float32)}, verbose=0)
     with pytest.raises(ValueError, match=r"support_x has shape \(2, 3, 1\).*expected \[tasks, examples\]"):
         model.predict({**batch, "support_x": batch["support_x"][..., None]}, verbose=0)
+
+
+def run_prepare_script(argv):
+    spec = importlib.util.spec_from_file_location("prepare", REPO / "examples/text/prepare_debian_packages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(argv)
+
+
+PACKAGES = """Package: a
+Section: net
+Description: web browser
+Description-md5: 0
+
+Package: b
+Section: contrib/net
+Description: mail client
+ with a long part
+ .
+ over two paragraphs
+
+Package: c
+Section: net
+Description: web browser
+
+Package: d
+Section: games
+Description: chess
+
+Package: e
+Section: games
+Description: tetris
+
+Package: e2
+Section: games
+Description: go board game
+
+Package: f
+Section: sound
+Description: tetris
+
+Package: g
+Section: sound
+Description: synthesizer
+
+Package: h
+Description: no section, left out
+"""
+
+
+def test_the_debian_corpus_script_labels_dedupes_and_splits_by_section(tmp_path):
+    with gzip.open(tmp_path / "Packages.gz", "wt") as file:
+        file.write(PACKAGES)
+    run_prepare_script([str(tmp_path / "Packages.gz"), "--output", str(tmp_path / "out"), "--min-per-class", "2",
+                        "--fractions", "0.5", "0.0"])
+    splits = json.loads((tmp_path / "out/splits.json").read_text())
+    # "tetris" is under two sections: dropped; "sound" keeps 1 text, too few.
+    assert splits["dropped_sections"] == {"sound": 1} and splits["validation"] == {}
+    assert sorted([*splits["train"], *splits["test"]]) == ["games", "net"]
+    lines = {name: gzip.open(tmp_path / f"out/{name}.tsv.gz", "rt").read().splitlines() for name in ("train", "test")}
+    assert sorted(lines["train"] + lines["test"]) == [
+        "games\tchess", "games\tgo board game", "net\tmail client with a long part over two paragraphs", "net\tweb browser"]
+
+
+def test_the_committed_debian_corpus_matches_its_record():
+    folder = REPO / "data/debian-packages"
+    splits = json.loads((folder / "splits.json").read_text())
+    seen = set()
+    for name in ("train", "validation", "test"):
+        data = read_labelled_lines(folder / f"{name}.tsv.gz")
+        assert dict(zip(data.class_names, data.class_count.tolist())) == splits[name]
+        assert not seen & set(data.class_names), "a section in two splits"
+        seen |= set(data.class_names)
+        assert len(set(data.texts)) == len(data), "a repeated text"

@@ -1,0 +1,142 @@
+"""Builds a few-shot text corpus from Debian's package index: package descriptions labelled by Section.
+
+    python examples/text/prepare_debian_packages.py [PACKAGES] [--output data/debian-packages]
+
+PACKAGES is an apt `Packages` index (plain, .gz, .xz or .lz4); by default the one `apt-get update` leaves for
+Debian 12 (bookworm) main on amd64. Writes `train.tsv.gz`, `validation.tsv.gz` and `test.tsv.gz` of
+`section<TAB>description` lines (read them with `tfmeta.data.read_labelled_lines`): the text is a package's
+Description field (in apt's index, only the one-line synopsis; the long descriptions live in separate
+Translation files), duplicate texts are kept once, texts that appear under several sections are dropped,
+sections with fewer than --min-per-class texts are dropped, and the sections are split at random (--seed) into
+disjoint train / validation / test classes. Also writes `splits.json`, the sections of each split and their sizes.
+Needs only the Python standard library (and the `lz4` command or apt's own apt-helper for an .lz4 index).
+"""
+
+import argparse
+import bz2
+import collections
+import gzip
+import json
+import lzma
+import pathlib
+import random
+import shutil
+import subprocess
+
+DEFAULT_PACKAGES = "/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages.lz4"
+APT_HELPER = "/usr/lib/apt/apt-helper"
+SPLITS = ("train", "validation", "test")
+
+
+def read_index(path):
+    """The text of an apt index file, decompressed by its suffix."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise SystemExit(f"No Packages index at {path}: run `apt-get update`, or pass the path of one.")
+    openers = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
+    if path.suffix in openers:
+        with openers[path.suffix](path, "rt", encoding="utf-8") as file:
+            return file.read()
+    if path.suffix != ".lz4":
+        return path.read_text(encoding="utf-8")
+    if shutil.which("lz4"):
+        command = ["lz4", "-dc", str(path)]
+    elif pathlib.Path(APT_HELPER).is_file():
+        command = [APT_HELPER, "cat-file", str(path)]
+    else:
+        raise SystemExit(f"{path} is lz4-compressed: install the `lz4` command, or decompress it and pass that file.")
+    return subprocess.run(command, check=True, capture_output=True).stdout.decode("utf-8")
+
+
+def stanzas(index):
+    """Each package's fields as a dict; a field's continuation lines are joined to it with newlines."""
+    for block in index.split("\n\n"):
+        fields, name = {}, None
+        for line in block.splitlines():
+            if line.startswith((" ", "\t")) and name:
+                fields[name] += "\n" + line.strip()
+            elif ":" in line:
+                name, value = line.split(":", 1)
+                fields[name] = value.strip()
+        if fields:
+            yield fields
+
+
+def description_text(description):
+    """The synopsis and any long description as one line: the long part's "." lines are paragraph breaks."""
+    lines = [line for line in description.split("\n") if line != "."]
+    return " ".join(" ".join(lines).split())  # one line, no tabs
+
+
+def labelled_texts(index):
+    """`{section: [text, ...]}`: each distinct description once, under the one section it appears in."""
+    sections_of = collections.defaultdict(set)
+    order = []
+    for fields in stanzas(index):
+        if "Section" not in fields or not fields.get("Description"):
+            continue
+        section = fields["Section"].split("/")[-1]  # "contrib/net" is section "net"
+        text = description_text(fields["Description"])
+        if text not in sections_of:
+            order.append(text)
+        sections_of[text].add(section)
+    by_section = collections.defaultdict(list)
+    for text in order:
+        if len(sections_of[text]) == 1:
+            by_section[next(iter(sections_of[text]))].append(text)
+    return by_section
+
+
+def split_sections(sections, fractions, seed):
+    """Sections shuffled with `seed` and cut into train / validation / test by `fractions`."""
+    sections = sorted(sections)
+    random.Random(seed).shuffle(sections)
+    train_end = round(fractions[0] * len(sections))
+    validation_end = train_end + round(fractions[1] * len(sections))
+    parts = sections[:train_end], sections[train_end:validation_end], sections[validation_end:]
+    return {name: sorted(part) for name, part in zip(SPLITS, parts)}
+
+
+def write_lines(path, by_section, sections):
+    # mtime=0: the same input gives byte-identical files.
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as file:
+        for section in sections:
+            for text in by_section[section]:
+                file.write(f"{section}\t{text}\n".encode("utf-8"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("packages", nargs="?", default=DEFAULT_PACKAGES,
+                        help="an apt Packages index (default: %(default)s)")
+    parser.add_argument("--output", default="data/debian-packages", help="output folder (default: %(default)s)")
+    parser.add_argument("--min-per-class", type=int, default=40,
+                        help="drop sections with fewer distinct descriptions (default: %(default)s)")
+    parser.add_argument("--fractions", type=float, nargs=2, default=(0.6, 0.2), metavar=("TRAIN", "VALIDATION"),
+                        help="fractions of the sections for meta-training and validation; the rest are test "
+                             "sections (default: 0.6 0.2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split of the sections (default: 0)")
+    args = parser.parse_args(argv)
+
+    by_section = labelled_texts(read_index(args.packages))
+    kept = {section: texts for section, texts in by_section.items() if len(texts) >= args.min_per_class}
+    splits = split_sections(kept, args.fractions, args.seed)
+    output = pathlib.Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    for name, sections in splits.items():
+        write_lines(output / f"{name}.tsv.gz", kept, sections)
+    record = {
+        "source": pathlib.Path(args.packages).name,
+        "min_per_class": args.min_per_class,
+        "seed": args.seed,
+        "dropped_sections": {section: len(texts) for section, texts in sorted(by_section.items())
+                             if section not in kept},
+        **{name: {section: len(kept[section]) for section in sections} for name, sections in splits.items()},
+    }
+    (output / "splits.json").write_text(json.dumps(record, indent=2) + "\n")
+    for name, sections in splits.items():
+        print(f"{name}: {len(sections)} sections, {sum(len(kept[s]) for s in sections)} descriptions")
+
+
+if __name__ == "__main__":
+    main()
