@@ -46,3 +46,21 @@ def random_episodes(example_shape, tasks=2, ways=3, shots=2, queries=3, seed=0, 
         "query_x": draw(size=[tasks, ways * queries, *example_shape]).astype(dtype),
         "query_y": np.tile(np.repeat(np.arange(ways), queries), [tasks, 1]).astype(np.int32),
     }
+
+
+def directional_derivatives(function, values, gradients, directions=3, h=1e-6, seed=1):
+    """(analytic, central-difference) derivatives of `function` along random directions, as arrays.
+
+    `function(values) -> float` takes a list of arrays (use float64);
+    `gradients` is the gradient to check, one array per value.
+    """
+    rng = np.random.default_rng(seed)
+    values = [np.asarray(v, np.float64) for v in values]
+    analytic, numeric = [], []
+    for _ in range(directions):
+        direction = [rng.normal(size=v.shape) for v in values]
+        plus = function([v + h * d for v, d in zip(values, direction)])
+        minus = function([v - h * d for v, d in zip(values, direction)])
+        numeric.append((plus - minus) / (2 * h))
+        analytic.append(sum(float(np.sum(np.asarray(g) * d)) for g, d in zip(gradients, direction)))
+    return np.array(analytic), np.array(numeric)

@@ -1,7 +1,14 @@
 """Meta-learning algorithms, each a Keras model over pure functions."""
 
 from tfmeta.algorithms.episodic_model import EpisodicModel
-from tfmeta.algorithms.maml import MAML, adapt, adapt_and_predict
+from tfmeta.algorithms.maml import (
+    MAML,
+    adapt,
+    adapt_and_predict,
+    adapt_and_predict_each_step,
+    maml_plus_plus_config,
+    multi_step_loss_weights,
+)
 from tfmeta.algorithms.matching_networks import (
     MatchingNetwork,
     cosine_similarity,
@@ -18,8 +25,11 @@ __all__ = [
     "PrototypicalNetwork",
     "adapt",
     "adapt_and_predict",
+    "adapt_and_predict_each_step",
     "cosine_similarity",
+    "maml_plus_plus_config",
     "matching_log_probabilities",
+    "multi_step_loss_weights",
     "prototype_logits",
     "prototypes",
 ]

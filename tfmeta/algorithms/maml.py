@@ -161,7 +161,7 @@ def adapt_and_predict_each_step(model, params, non_trainable, episode, loss_fn, 
     return [*predictions, queries], updates
 
 
-def multi_step_loss_weights(steps, iteration, annealing_iterations):
+def multi_step_loss_weights(steps, iteration, annealing_iterations, dtype=tf.float32):
     """MAML++'s weights of the query losses after each inner step, at outer iteration `iteration`.
 
     The official code's `get_per_step_loss_importance_vector` with its epoch
@@ -176,20 +176,64 @@ def multi_step_loss_weights(steps, iteration, annealing_iterations):
         steps: the number of inner steps (a Python int >= 1).
         iteration: the 0-based outer iteration (an int or an integer tensor).
         annealing_iterations: the iterations over which the weights anneal.
+        dtype: the weights' float dtype (the loss's).
 
     Returns:
-        A float32 tensor `[steps]`.
+        A tensor `[steps]`.
 
     Reference:
         Antoniou, Edwards, Storkey. How to train your MAML. ICLR 2019,
         section 4 (multi-step loss optimization).
     """
-    progress = tf.cast(iteration, tf.float32) / float(annealing_iterations)
+    progress = tf.cast(iteration, dtype) / tf.cast(annealing_iterations, dtype)
     floor = 0.03 / steps
     earlier = tf.maximum((1.0 - progress) / steps, floor)
     last = tf.minimum(1.0 / steps + (steps - 1) / steps * progress, 1.0 - (steps - 1) * floor)
     weights = tf.concat([tf.fill([steps - 1], earlier), last[tf.newaxis]], axis=0)
-    return tf.where(progress < 1.0, weights, tf.one_hot(steps - 1, steps))
+    return tf.where(progress < 1.0, weights, tf.one_hot(steps - 1, steps, dtype=dtype))
+
+
+# MAML++'s Omniglot configuration (the official experiment_config/omniglot_maml++-*.json): 100
+# epochs of 500 iterations, the multi-step loss annealed over the first 10 epochs.
+MAML_PLUS_PLUS_INNER_STEPS = 5
+MAML_PLUS_PLUS_INNER_LR = 0.1
+MAML_PLUS_PLUS_ANNEALED_FRACTION = 10 / 100
+
+
+def maml_plus_plus_config(iterations):
+    """`MAML`'s arguments for MAML++'s combination over a run of `iterations` outer iterations.
+
+    5 inner steps in training and evaluation, learned per-layer per-step
+    inner rates initialised to 0.1, and the multi-step loss annealed over the
+    first tenth of the run: the paper trains 100 epochs and anneals over the
+    first 10, so its epochs map to `iterations / 100` outer iterations each.
+    Second order from the start, as the official Omniglot configurations.
+    What MAML++ adds outside `MAML`: the backbone's per-step batch-norm
+    weights and statistics for the same 5 steps
+    (`tfmeta.models.omniglot_cnn(ways, pooling="max", norm_steps=5,
+    per_step_statistics=True)`: the official code max-pools) and Adam 1e-3
+    annealed to 1e-5 along a cosine over the run
+    (`keras.optimizers.schedules.CosineDecay(1e-3, iterations, alpha=0.01)`).
+
+    Args:
+        iterations: the number of outer iterations the run trains.
+
+    Returns:
+        A dict of keyword arguments for `MAML`.
+
+    Example:
+        >>> backbone = tfmeta.models.omniglot_cnn(5, pooling="max", norm_steps=5, per_step_statistics=True)
+        >>> maml = tfmeta.MAML(backbone, **maml_plus_plus_config(iterations=10000))
+    """
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"`iterations` must be a positive integer; received iterations={iterations!r}.")
+    return {
+        "inner_lr": MAML_PLUS_PLUS_INNER_LR,
+        "inner_steps": MAML_PLUS_PLUS_INNER_STEPS,
+        "eval_inner_steps": MAML_PLUS_PLUS_INNER_STEPS,
+        "learn_per_step_inner_lr": True,
+        "multi_step_loss_iterations": max(1, round(iterations * MAML_PLUS_PLUS_ANNEALED_FRACTION)),
+    }
 
 
 def _check_steps(name, value):
@@ -625,9 +669,6 @@ class MAML(EpisodicModel):
         floating = [not _is_random_state(v) for v in non_trainable]
         count = len(variables)
         multi_step, second_order = self._traced_phase or self.training_phase(0)
-        if multi_step:
-            step_weights = multi_step_loss_weights(self.inner_steps, self.optimizer.iterations,
-                                                   self.multi_step_loss_iterations)
 
         def task_fn(task, totals):
             # The seed states run on from the previous task: each task draws fresh randomness.
@@ -637,7 +678,9 @@ class MAML(EpisodicModel):
                                                                first_order=not second_order, each_step=multi_step)
                 if multi_step:
                     losses = tf.stack([self.mean_loss(task["query_y"], p) for p in predictions])
-                    loss = tf.reduce_sum(tf.cast(step_weights, losses.dtype) * losses)
+                    weights = multi_step_loss_weights(self.inner_steps, self.optimizer.iterations,
+                                                      self.multi_step_loss_iterations, losses.dtype)
+                    loss = tf.reduce_sum(weights * losses)
                     predictions = predictions[-1]
                 else:
                     loss = self.mean_loss(task["query_y"], predictions)

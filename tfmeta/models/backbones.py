@@ -10,7 +10,8 @@ from tfmeta.layers import MetaBatchNormalization
 POOLINGS = ("stride", "max")
 
 
-def omniglot_cnn(ways, input_shape=(28, 28, 1), pooling="stride", filters=64, name=None):
+def omniglot_cnn(ways, input_shape=(28, 28, 1), pooling="stride", filters=64, name=None, norm_steps=None,
+                 per_step_statistics=False):
     """The 4-block convolutional classifier of MAML's Omniglot experiments.
 
     Each block is a 3x3 convolution with `filters` channels, batch
@@ -21,9 +22,14 @@ def omniglot_cnn(ways, input_shape=(28, 28, 1), pooling="stride", filters=64, na
     stride-1 convolution (`pooling="max"`, the network of Vinyals et al. and
     of Finn et al.'s MiniImagenet runs). A linear head gives `ways` logits.
 
+    `norm_steps=N` gives the normalization layers per-step weights for N
+    inner steps, and `per_step_statistics=True` per-step moving statistics
+    too (MAML++; see `MetaBatchNormalization`).
+
     Reference:
         Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
-        of Deep Networks. ICML 2017, section 5.2.
+        of Deep Networks. ICML 2017, section 5.2. Antoniou, Edwards, Storkey.
+        How to train your MAML. ICLR 2019.
 
     Example:
         >>> model = omniglot_cnn(ways=5)
@@ -35,7 +41,9 @@ def omniglot_cnn(ways, input_shape=(28, 28, 1), pooling="stride", filters=64, na
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}; received pooling={pooling!r}.")
     inputs = keras.Input(shape=input_shape, name="images")
-    x = _conv_blocks(inputs, filters, pooling, MetaBatchNormalization)
+    normalization = functools.partial(MetaBatchNormalization, steps=norm_steps,
+                                      per_step_statistics=per_step_statistics)
+    x = _conv_blocks(inputs, filters, pooling, normalization)
     if pooling == "stride":
         x = keras.layers.GlobalAveragePooling2D(name="mean_pool")(x)
     else:
