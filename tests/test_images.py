@@ -7,6 +7,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfmeta
+from tfmeta import cli
+from tfmeta.baselines import pixel_nearest_prototype
 from tfmeta.data import LabelledData, episodes
 from tfmeta.data import images as image_data
 
@@ -265,3 +267,66 @@ def test_pixel_normalization_is_inside_the_model_saved_with_it_and_recorded(tmp_
     assert tfmeta.models.pixel_normalization_record(backbone) is None
     with pytest.raises(ValueError, match="one value per channel"):
         tfmeta.models.with_pixel_normalization(backbone, [0.5], [0.2])
+
+
+def test_pixel_nearest_prototype_matches_a_numpy_reference():
+    rng = np.random.default_rng(0)
+    support_x, query_x = rng.normal(size=(3, 8, 4, 2)), rng.normal(size=(3, 5, 4, 2))
+    support_y = np.tile([0, 1, 2, 3, 0, 1, 2, 3], [3, 1])
+    predicted = pixel_nearest_prototype(support_x, support_y, query_x, ways=4).numpy()
+    for task in range(3):
+        flat_support, flat_query = support_x[task].reshape(8, -1), query_x[task].reshape(5, -1)
+        prototypes = np.stack([flat_support[support_y[task] == c].mean(0) for c in range(4)])
+        distances = ((flat_query[:, None, :] - prototypes[None]) ** 2).sum(-1)
+        np.testing.assert_array_equal(predicted[task], distances.argmin(1))
+
+
+def client_pixels(path, height, width):
+    """What a client does, in plain TensorFlow: decode, resize as the model card says, divide by 255."""
+    image = tf.io.decode_image(path.read_bytes(), channels=3, expand_animations=False)
+    resized = tf.image.resize(image, (height, width), method="bilinear", antialias=True)
+    return (tf.clip_by_value(tf.round(resized), 0, 255) / 255.0).numpy().astype(np.float32)
+
+
+def test_an_image_folder_trains_exports_and_serves_requests_built_from_image_files(tmp_path, monkeypatch):
+    folder = image_folder(tmp_path / "photos", per_class=4, classes={
+        f"c{i}": tuple(int(v) for v in np.random.default_rng(i).integers(0, 256, 3)) for i in range(10)})
+    monkeypatch.chdir(tmp_path)
+    cli.main(["train", "--algorithm", "protonet", "--dataset", "images:photos", "--image-size", "16", "16",
+              "--ways", "2", "--shots", "1", "--queries", "1", "--meta-batch", "2", "--iterations", "2",
+              "--iterations-per-epoch", "2", "--val-episodes", "2", "--test-episodes", "2"])
+    run = tmp_path / "runs" / "photos-protonet-2w1s"
+    results = json.loads((run / "results.json").read_text())
+    assert results["image_shape"] == [16, 16, 3] and 0 <= results["pixel_prototype_accuracy"] <= 1
+    cli.main(["export", str(run / "model.keras"), "served"])
+    card = json.loads((tmp_path / "served" / "model.json").read_text())
+    assert card["input_range"] == [0.0, 1.0] and "16x16x3 (RGB)" in card["input_convention"]
+    model = keras.models.load_model(run / "model.keras")
+    mean, std = tfmeta.models.pixel_statistics(
+        image_data.split_classes(image_data.load_image_folder(folder, (16, 16)), seed=0)["train"].images)
+    np.testing.assert_allclose(card["preprocessing"]["pixel_normalization"]["mean"], mean, rtol=1e-6)
+    np.testing.assert_allclose(card["preprocessing"]["pixel_normalization"]["std"], std, rtol=1e-6)
+
+    files = {name: sorted((folder / name).iterdir()) for name in ("c3", "c7")}
+    request = {
+        "support_x": np.stack([client_pixels(files[name][0], 16, 16) for name in files]),
+        "support_y": np.array([0, 1], np.int32),
+        "query_x": np.stack([client_pixels(path, 16, 16) for name in files for path in files[name][1:]]),
+    }
+    loaded = image_data.load_image_folder(folder, (16, 16)).images
+    np.testing.assert_array_equal(np.round(request["support_x"][0] * 255), loaded[3 * 4])  # as in training
+    serve = tf.saved_model.load(str(tmp_path / "served" / "1")).signatures["serving_default"]
+    served = serve(**{key: tf.constant(value) for key, value in request.items()})["probabilities"].numpy()
+    in_process = tf.nn.softmax(model({key: value[None] for key, value in request.items()}, training=False))[0]
+    np.testing.assert_allclose(served, in_process, atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"values must lie in \[0.0, 1.0\]"):
+        serve(**{key: tf.constant(value * (255 if key != "support_y" else 1)) for key, value in request.items()})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a float tensor but is a uint8"):
+        serve(**{key: tf.constant(np.round(value * 255).astype(np.uint8) if key != "support_y" else value)
+                 for key, value in request.items()})
+
+    cli.main(["evaluate", str(tmp_path / "served"), "--dataset", "images:photos", "--ways", "2", "--queries", "1",
+              "--episodes", "4", "--output", "evaluation.json"])
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text())["evaluation"]
+    assert evaluation["dataset"] == "images:photos" and evaluation["test_episodes"] == 4
+    assert {"accuracy", "pixel_prototype_accuracy"} <= set(evaluation)

@@ -171,7 +171,7 @@ def load_image_folder(directory, image_size, channels=3, available_memory=None):
     return LabelledData(images, labels, [d.name for d in class_dirs])
 
 
-def _tfds_builder(name, data_dir):
+def tfds_builder(name, data_dir):
     """The TFDS builder of `name` ("NAME[/CONFIG][:VERSION]"), or a `ValueError` naming it."""
     import tensorflow_datasets as tfds
 
@@ -209,7 +209,7 @@ def load_tfds_images(name, image_size, channels=3, data_dir=None, image_key="ima
         >>> splits = apply_class_split(data, read_class_split("cifar-fs"))
     """
     check_image_settings(image_size, channels)
-    builder = _tfds_builder(name, data_dir)
+    builder = tfds_builder(name, data_dir)
     features = builder.info.features
     for role, key in (("image_key", image_key), ("label_key", label_key)):
         if key not in features:

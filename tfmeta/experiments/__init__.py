@@ -9,6 +9,7 @@ from tfmeta.experiments.config import (
     parse_train_config,
     train_parser,
 )
+from tfmeta.experiments.images import is_image_dataset, train_and_evaluate_images
 from tfmeta.experiments.omniglot import build_model, train_and_evaluate_omniglot
 from tfmeta.experiments.sinusoid import train_and_evaluate_sinusoid
 
@@ -24,6 +25,8 @@ def train(config):
     with strategy.scope():
         if config.dataset == "sinusoid":
             return train_and_evaluate_sinusoid(config)
+        if is_image_dataset(config.dataset):
+            return train_and_evaluate_images(config)
         try:
             return train_and_evaluate_omniglot(config)
         except OmniglotNotFoundError as error:
@@ -36,6 +39,7 @@ __all__ = [
     "build_model",
     "parse_train_config",
     "train",
+    "train_and_evaluate_images",
     "train_and_evaluate_omniglot",
     "train_and_evaluate_sinusoid",
     "train_parser",

@@ -39,7 +39,7 @@ def load_predictor(path):
         model = keras.models.load_model(path)
         if not model.is_classifier:
             raise SystemExit(f"tfmeta evaluate: {path} is a regressor; evaluate classifies Omniglot episodes")
-        return model_predictor(model), record
+        return model_predictor(model), {"input_shape": list(model.example_shape), **record}
     if not path.is_dir():
         raise SystemExit(f"tfmeta evaluate: no .keras file or SavedModel directory at {path}")
     version_dir = _saved_model_dir(path)
@@ -63,6 +63,10 @@ def load_predictor(path):
 def evaluate(args):
     """Accuracy ± 95% interval of the model at `args.model` on fixed, seeded Omniglot episodes."""
     predict, record = load_predictor(args.model)
+    if getattr(args, "dataset", None):
+        from tfmeta.experiments.images import evaluate_on_images
+
+        return evaluate_on_images(args, predict, record)
     if args.split == LAKE_RUNS:
         ways, shots = 20, 1
         print(f"Evaluating {args.model} on Lake's within-alphabet 20-way one-shot runs:")
@@ -83,9 +87,14 @@ def evaluate(args):
     evaluation = {"model": portable_path(args.model), "split": args.split, "ways": ways, "shots": shots,
                   "queries": args.queries, "seed": args.seed, "in_class_order": args.in_class_order, "resize": args.resize,
                   "accuracy": mean, "ci95": half_width, "test_episodes": len(accuracies), "command": command_line()}
-    if args.output:
-        output = pathlib.Path(args.output)
+    write_evaluation(args.output, evaluation, record)
+    return evaluation
+
+
+def write_evaluation(path, evaluation, record):
+    """Writes `--output`, if given: the evaluation and the evaluated model's record."""
+    if path:
+        output = pathlib.Path(path)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps({"evaluation": evaluation, "trained": record}, indent=2) + "\n")
         print(f"wrote {output}")
-    return evaluation
