@@ -2,6 +2,8 @@ import gzip
 import importlib.util
 import json
 import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -12,9 +14,11 @@ import tensorflow_datasets as tfds
 import tfmeta
 
 from test_episodes import check_episode, synthetic_data
+from test_serving import CLIENT, rest_request_code
 from tfmeta.data import (LabelledData, LabelledText, episodes, evaluation_episodes, load_clinc_oos,
                          read_labelled_lines, read_text_folders)
 from tfmeta.models.text import text_conv_embedding
+from tfmeta.serving import export_saved_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -293,3 +297,70 @@ def test_the_committed_debian_corpus_matches_its_record():
         assert not seen & set(data.class_names), "a section in two splits"
         seen |= set(data.class_names)
         assert len(set(data.texts)) == len(data), "a repeated text"
+
+
+@pytest.fixture(scope="module")
+def exported_text_models(tmp_path_factory):
+    """A Prototypical and an FCE Matching Network on text after a few training steps, exported; one request."""
+    data = keyword_text()
+    root = tmp_path_factory.mktemp("savedmodels")
+    models = {}
+    for name in ("protonet", "matching-fce"):
+        keras.utils.set_random_seed(0)
+        model = TEXT_LEARNERS[name](small_text_embedding(data.texts))
+        model.compile(optimizer=keras.optimizers.Adam(0.01))
+        model.fit(episodes(data, 3, 1, 2, seed=0, meta_batch_size=2), steps_per_epoch=3, verbose=0)
+        models[name] = (model, export_saved_model(model, root / name))
+    batch = next(evaluation_episodes(data, 3, 2, 2, num_episodes=1, meta_batch_size=1).as_numpy_iterator())
+    request = {"support_x": batch["support_x"][0].astype(str), "support_y": batch["support_y"][0],
+               "query_x": np.array(["key0x1 noise3 unseen words", "KEY1X2, noise7!", "key2x0", "noise1 key0x4",
+                                    "key1x3 key1x1", "zebra key2x2"])}
+    return models, request
+
+
+def predicted_probabilities(model, request):
+    return tf.nn.softmax(model.predict({key: value[None] for key, value in request.items()}, verbose=0)[0]).numpy()
+
+
+def test_text_models_serve_on_strings_in_a_process_without_tfmeta_or_keras(exported_text_models, tmp_path):
+    models, request = exported_text_models
+    np.savez(tmp_path / "request.npz", **request)
+    subprocess.run([sys.executable, "-c", CLIENT, tmp_path / "request.npz", tmp_path / "outputs.npz",
+                    *[str(path) for _, path in models.values()]], check=True, cwd=tmp_path, timeout=300)
+    outputs = np.load(tmp_path / "outputs.npz")
+    for index, (name, (model, path)) in enumerate(models.items()):
+        expected = predicted_probabilities(model, request)
+        assert outputs[f"probabilities_{index}"].shape == (6, 3)
+        np.testing.assert_allclose(outputs[f"probabilities_{index}"], expected, atol=1e-5, err_msg=name)
+        np.testing.assert_array_equal(outputs[f"classes_{index}"], expected.argmax(-1), err_msg=name)
+        card = json.loads((path.parent / "model.json").read_text())
+        assert card["input_dtype"] == "string" and card["input_shape"] == []
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(query_x=np.array(["key0x1", "  "])), "query_x holds an empty or blank string"),
+    (dict(support_x=np.array([], str), support_y=np.array([], np.int32)), "support_x is empty"),
+    (dict(support_y=np.array([0, 0, 1, 1, 3, 3], np.int32)), "a class has no support example"),
+    (dict(support_y=np.array([0, 0, 1, 1, 2, -1], np.int32)), "support_y holds a negative label"),
+])
+def test_served_text_models_refuse_bad_requests_in_the_graph(exported_text_models, change, message):
+    models, request = exported_text_models
+    serve = tf.saved_model.load(str(models["protonet"][1])).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        serve(**{key: tf.constant(value) for key, value in {**request, **change}.items()})
+
+
+def test_the_documented_text_rest_body_predicts_what_the_model_does(exported_text_models):
+    models, request = exported_text_models
+    model, path = models["matching-fce"]
+    namespace = {"support_x": request["support_x"].tolist(), "support_y": request["support_y"],
+                 "query_x": request["query_x"].tolist()}
+    exec(rest_request_code("docs/text.md"), namespace)
+    body = json.loads(namespace["body"])["inputs"]
+    # TF Serving converts each JSON input to the dtype its signature declares.
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    dtypes = {spec.name: spec.dtype for spec in serve.structured_input_signature[1].values()}
+    outputs = serve(**{key: tf.constant(value, dtypes[key]) for key, value in body.items()})
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), predicted_probabilities(model, request), atol=1e-5)
+    with pytest.raises(ValueError, match="input_range.*takes strings"):
+        export_saved_model(model, path.parent, 2, input_range=(0.0, 1.0))
