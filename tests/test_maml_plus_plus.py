@@ -328,3 +328,30 @@ def test_the_preset_maps_the_papers_epochs_to_iterations_and_round_trips(tmp_pat
     restored = keras.models.load_model(tmp_path / "maml.keras")
     assert {key: restored.get_config()[key] for key in config} == config
     np.testing.assert_allclose(restored.predict(episodes, verbose=0), maml.predict(episodes, verbose=0), atol=1e-6)
+
+
+def test_the_command_line_preset_sets_the_papers_combination_unless_a_flag_says_otherwise():
+    from tfmeta.experiments import config as train_config
+    from tfmeta.experiments.omniglot import build_model, run_name
+
+    def resolved(*flags):
+        return train_config.resolve(train_config.train_parser().parse_args(["--algorithm", "maml", *flags]))
+
+    preset = resolved("--maml-plus-plus", "--iterations", "3000", "--meta-batch", "16")
+    assert {key: vars(preset)[key] for key in (
+        "meta_batch", "pooling", "inner_steps", "eval_inner_steps", "inner_lr", "learn_per_step_inner_lr",
+        "multi_step_loss_iterations", "per_step_bn", "per_step_bn_statistics", "meta_lr", "cosine_lr_to",
+    )} == {"meta_batch": 16, "pooling": "max", "inner_steps": 5, "eval_inner_steps": 5, "inner_lr": 0.1,
+           "learn_per_step_inner_lr": True, "multi_step_loss_iterations": 300, "per_step_bn": True,
+           "per_step_bn_statistics": True, "meta_lr": 1e-3, "cosine_lr_to": 1e-5}
+    preset.ways = 3
+    maml = build_model(preset)
+    assert run_name(preset) == "MAML++" and maml.learn_per_step_inner_lr and maml.multi_step_loss_iterations == 300
+    norms = [layer for layer in maml.backbone.layers if isinstance(layer, MetaBatchNormalization)]
+    assert len(norms) == 4 and all(layer.steps == 5 and layer.per_step_statistics for layer in norms)
+    with pytest.raises(SystemExit, match="--per-step-bn-statistics.*add --per-step-bn"):
+        resolved("--per-step-bn-statistics")
+    with pytest.raises(SystemExit, match="--maml-plus-plus applies to --algorithm maml"):
+        train_config.resolve(train_config.train_parser().parse_args(["--algorithm", "protonet", "--maml-plus-plus"]))
+    with pytest.raises(SystemExit, match="tfmeta train: first_order=True.*first_order_iterations=5"):
+        build_model(resolved("--first-order", "--first-order-iterations", "5"))

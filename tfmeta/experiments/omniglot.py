@@ -7,7 +7,7 @@ import tensorflow as tf
 import tfmeta
 from tfmeta.data.augmentation import random_shifts
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
-from tfmeta.experiments import reporting
+from tfmeta.experiments import maml_plus_plus, reporting
 from tfmeta.experiments.config import compile_for_training
 
 NAMES = {"maml": "MAML", "matching": "Matching Networks", "protonet": "Prototypical Networks"}
@@ -16,12 +16,16 @@ NAMES = {"maml": "MAML", "matching": "Matching Networks", "protonet": "Prototypi
 def build_model(config):
     """The learner a configuration asks for, on the papers' Omniglot backbones."""
     if config.algorithm == "maml":
-        return tfmeta.MAML(
-            tfmeta.models.omniglot_cnn(config.ways, pooling=config.pooling),
-            inner_lr=config.inner_lr, inner_steps=config.inner_steps,
-            eval_inner_steps=config.eval_inner_steps, first_order=config.first_order,
-            learn_inner_lr=config.learn_inner_lr,
-        )
+        backbone = tfmeta.models.omniglot_cnn(config.ways, pooling=config.pooling,
+                                              **maml_plus_plus.backbone_arguments(config))
+        try:
+            return tfmeta.MAML(
+                backbone, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
+                eval_inner_steps=config.eval_inner_steps, first_order=config.first_order,
+                learn_inner_lr=config.learn_inner_lr, **maml_plus_plus.maml_arguments(config),
+            )
+        except ValueError as error:  # a combination MAML refuses, named in its message
+            raise SystemExit(f"tfmeta train: {error}") from error
     if config.algorithm == "matching":
         return tfmeta.MatchingNetwork(
             tfmeta.models.conv4_embedding(), fce=config.fce, fce_steps=config.fce_steps,
@@ -33,6 +37,8 @@ def build_model(config):
 def run_name(config):
     """A readable name of the configured learner, e.g. 'first-order MAML'."""
     name = NAMES[config.algorithm]
+    if config.algorithm == "maml" and vars(config).get("maml_plus_plus"):
+        name = "MAML++"
     if config.algorithm == "maml" and config.first_order:
         name = "first-order " + name
     if config.algorithm == "maml" and config.learn_inner_lr:

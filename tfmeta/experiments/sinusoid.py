@@ -5,7 +5,7 @@ import numpy as np
 
 import tfmeta
 from tfmeta.evaluation import mean_confidence_interval
-from tfmeta.experiments import reporting
+from tfmeta.experiments import maml_plus_plus, reporting
 from tfmeta.experiments.config import compile_for_training
 from tfmeta.experiments.omniglot import run_name
 
@@ -55,7 +55,7 @@ def train_and_evaluate_sinusoid(config):
     maml = tfmeta.MAML(tfmeta.models.sinusoid_mlp(), inner_lr=config.inner_lr,
                        inner_steps=config.inner_steps, eval_inner_steps=config.eval_inner_steps,
                        first_order=config.first_order, learn_inner_lr=config.learn_inner_lr,
-                       loss=keras.losses.MeanSquaredError())
+                       loss=keras.losses.MeanSquaredError(), **maml_plus_plus.maml_arguments(config))
     compile_for_training(maml, config)
 
     def tasks(seed, num_tasks=None, meta_batch_size=None, start=0):
