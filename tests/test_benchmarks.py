@@ -25,6 +25,17 @@ def test_throughput_benchmarks_report_their_figures(script, flags, pattern):
     assert re.fullmatch(pattern, completed.stdout.strip().splitlines()[-1])
 
 
+def test_episode_throughput_of_colour_images_reports_memory_and_speed(dtype="uint8"):
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "episode_throughput.py"), "--images", "6", "20", "--shots", "5",
+         "--queries", "2", "--meta-batch", "2", "--batches", "3", "--dtype", dtype],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    mib = 6 * 20 * 84 * 84 * 3 * (1 if dtype == "uint8" else 4) / 2**20
+    assert f"({mib:.0f} MiB as {dtype})" in completed.stdout
+    assert re.fullmatch(r"ms_per_meta_batch=[\d.]+ episodes_per_s=\d+", completed.stdout.strip().splitlines()[-1])
+
+
 def test_op_profile_attributes_maml_time_to_its_convolutions():
     completed = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "maml_throughput.py"), "--meta-batch", "2", "--iterations", "1",
