@@ -11,6 +11,7 @@ from tfmeta import cli
 from tfmeta.baselines import pixel_nearest_prototype
 from tfmeta.data import LabelledData, episodes
 from tfmeta.data import images as image_data
+from tfmeta.data.augmentation import random_flips
 
 # The colour of each class's images in the generated folders: one flat colour per class.
 CLASS_COLOURS = {"circle": (250, 10, 10), "square": (10, 250, 10), "star": (10, 10, 250), "wave": (200, 200, 40)}
@@ -298,6 +299,7 @@ def test_an_image_folder_trains_exports_and_serves_requests_built_from_image_fil
     run = tmp_path / "runs" / "photos-protonet-2w1s"
     results = json.loads((run / "results.json").read_text())
     assert results["image_shape"] == [16, 16, 3] and 0 <= results["pixel_prototype_accuracy"] <= 1
+    assert results["augmentation"] == "crop-flip"  # the metric learners' default
     cli.main(["export", str(run / "model.keras"), "served"])
     card = json.loads((tmp_path / "served" / "model.json").read_text())
     assert card["input_range"] == [0.0, 1.0] and "16x16x3 (RGB)" in card["input_convention"]
@@ -330,3 +332,17 @@ def test_an_image_folder_trains_exports_and_serves_requests_built_from_image_fil
     evaluation = json.loads((tmp_path / "evaluation.json").read_text())["evaluation"]
     assert evaluation["dataset"] == "images:photos" and evaluation["test_episodes"] == 4
     assert {"accuracy", "pixel_prototype_accuracy"} <= set(evaluation)
+
+
+def test_random_flips_mirror_about_half_the_images_seeded_and_resumable():
+    images = np.random.default_rng(0).uniform(size=(4, 6, 5, 7, 3)).astype(np.float32)
+    stream = tf.data.Dataset.from_tensor_slices({"support_x": images, "query_x": images[:, :2]})
+    flipped = [e["support_x"].numpy() for e in random_flips(stream, seed=1)]
+    mirrored = [[np.array_equal(f, o[:, ::-1]) for f, o in zip(out, original)]
+                for out, original in zip(flipped, images)]
+    kept = [[np.array_equal(f, o) for f, o in zip(out, original)] for out, original in zip(flipped, images)]
+    assert np.all(np.logical_xor(mirrored, kept)), "each image is itself or its mirror"
+    assert 6 <= np.sum(mirrored) <= 18  # of 24, binomial(24, 1/2)
+    resumed = [e["support_x"].numpy() for e in random_flips(stream.skip(2), seed=1, start=2)]
+    np.testing.assert_array_equal(resumed, flipped[2:])
+    assert not np.array_equal([e["support_x"].numpy() for e in random_flips(stream, seed=2)], flipped)

@@ -54,18 +54,44 @@ def random_shifts(stream, max_shift, seed, start=0):
         >>> train = tfmeta.data.random_shifts(train, max_shift=1, seed=0)
     """
     check_positive_int("max_shift", max_shift)
+
+    def shift(images, key_seed):
+        offsets = tf.random.stateless_uniform(tf.concat([tf.shape(images)[:-3], [2]], 0), key_seed,
+                                              minval=-max_shift, maxval=max_shift + 1, dtype=tf.int32)
+        return shift_images(images, offsets, max_shift)
+
+    return _seeded_image_map(stream, shift, seed, 0x5A1F7, start)
+
+
+def random_flips(stream, seed, start=0):
+    """Mirrors each support and query image of an episode stream left to right with probability 1/2.
+
+    Seeded per stream element as `random_shifts` (a constant of its own
+    folded in), so it resumes with `start`. For natural images, whose
+    classes do not change in a mirror (photos; not characters).
+
+    Example:
+        >>> train = tfmeta.data.augmentation.random_flips(train, seed=0)
+    """
+    def flip(images, key_seed):
+        flipped = tf.random.stateless_uniform(tf.shape(images)[:-3], key_seed) < 0.5
+        return tf.where(flipped[..., tf.newaxis, tf.newaxis, tf.newaxis], tf.reverse(images, axis=[-2]), images)
+
+    return _seeded_image_map(stream, flip, seed, 0xF11B, start)
+
+
+def _seeded_image_map(stream, transform, seed, salt, start):
+    """The stream with `transform(images, key_seed)` applied to each of its `IMAGE_KEYS`; the key seeds of
+    element `i` come from `(seed, salt, start + i)` only."""
     check_stream_arguments(seed, "num_episodes", None, None, start)
 
-    def shift(index, episode):
+    def apply(index, episode):
         episode = dict(episode)
-        element_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0x5A1F7], tf.int64), index)
+        element_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, salt], tf.int64), index)
         for key, key_seed in zip(IMAGE_KEYS, tf.unstack(tf.random.experimental.stateless_split(element_seed, 2))):
-            images = episode[key]
-            offsets = tf.random.stateless_uniform(tf.concat([tf.shape(images)[:-3], [2]], 0), key_seed,
-                                                  minval=-max_shift, maxval=max_shift + 1, dtype=tf.int32)
-            episode[key] = shift_images(images, offsets, max_shift)
+            episode[key] = transform(episode[key], key_seed)
         return episode
 
     indices = tf.data.Dataset.counter(start)
-    return tf.data.Dataset.zip(indices, stream).map(shift, num_parallel_calls=tf.data.AUTOTUNE,
+    return tf.data.Dataset.zip(indices, stream).map(apply, num_parallel_calls=tf.data.AUTOTUNE,
                                                     deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -5,6 +5,7 @@ import time
 import tfmeta
 from tfmeta.baselines import pixel_nearest_prototype
 from tfmeta.data import images as image_data
+from tfmeta.data.augmentation import random_flips, random_shifts
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments import reporting
 from tfmeta.experiments.config import compile_for_training
@@ -12,6 +13,7 @@ from tfmeta.experiments.omniglot import run_name
 
 DEFAULT_IMAGE_SIZE = (84, 84)  # miniImageNet's, when a dataset's images have no single size
 MIN_IMAGE_SIDE = 16  # the backbones halve the size four times
+AUGMENTATIONS = ("none", "crop-flip")
 INPUT_RANGE = (0.0, 1.0)
 RESIZE = "bilinear with antialiasing (tf.image.resize(image, size, antialias=True)), rounded to uint8"
 
@@ -86,6 +88,19 @@ def test_accuracies(predict, data, ways, shots, queries, num_episodes, seed=0, s
     return model_accuracies, baseline
 
 
+def augmentation(config):
+    """`--image-augmentation`, by default crop-flip for the metric learners and none for MAML (Finn et al.
+    trained without; its inner loop adapts to the support images as they are)."""
+    return config.image_augmentation or ("none" if config.algorithm == "maml" else "crop-flip")
+
+
+def crop_and_flip(stream, image_size, seed, start):
+    """Training images shifted by up to 1/8 of their side with zero fill (a random crop of the image padded
+    by that much, as the standard CIFAR padding of 4 on 32) and mirrored with probability 1/2."""
+    max_shift = max(1, min(image_size) // 8)
+    return random_flips(random_shifts(stream, max_shift, seed, start), seed, start)
+
+
 def input_convention(results):
     """model.json's `input_convention` of a model trained on an image dataset (from its results.json)."""
     height, width, channels = results["image_shape"]
@@ -116,8 +131,11 @@ def train_and_evaluate_images(config):
     train_shape = (config.train_ways or config.ways, config.shots, config.train_queries or config.queries)
 
     def train(meta_batch):  # the training stream from meta-batch `meta_batch` on
-        return tfmeta.data.episodes(splits["train"], *train_shape, seed=config.seed,
-                                    meta_batch_size=config.meta_batch, start=meta_batch * config.meta_batch)
+        stream = tfmeta.data.episodes(splits["train"], *train_shape, seed=config.seed,
+                                      meta_batch_size=config.meta_batch, start=meta_batch * config.meta_batch)
+        if augmentation(config) == "crop-flip":
+            stream = crop_and_flip(stream, (height, width), config.seed, start=meta_batch)
+        return stream
 
     try:
         val = tfmeta.data.evaluation_episodes(
@@ -141,6 +159,7 @@ def train_and_evaluate_images(config):
         "algorithm": name, "dataset": config.dataset, "split": config.class_split or "seeded class fractions",
         "ways": config.ways, "shots": config.shots, "accuracy": mean_accuracy, "ci95": half_width,
         "test_episodes": len(accuracies), "image_shape": [height, width, channels],
+        "augmentation": augmentation(config),
         "pixel_prototype_accuracy": baseline_mean,
         "pixel_prototype_ci95": baseline_half_width,
         **reporting.training_record(history, config, train_seconds, selected_epoch),
