@@ -240,7 +240,9 @@ def test_resnet12_has_the_standard_blocks_shapes_and_parameters(global_pool):
 
 
 def test_maml_accepts_the_miniimagenet_cnn_for_second_order_and_refuses_resnet12s_stock_norms():
-    tfmeta.MAML(tfmeta.models.miniimagenet_cnn(5, input_shape=(16, 16, 3), filters=4))
+    cnn = tfmeta.models.miniimagenet_cnn(5, input_shape=(16, 16, 3), filters=4)
+    tfmeta.MAML(cnn)
+    tfmeta.MAML(tfmeta.models.with_pixel_normalization(cnn, [0.5] * 3, [0.25] * 3))  # constants, not weights
     embedding = tfmeta.models.resnet12_embedding((16, 16, 3), widths=(4,))
     classifier = keras.Sequential([embedding, keras.layers.Dense(5)])
     with pytest.raises(ValueError, match="block0_norm0.*MetaBatchNormalization"):
