@@ -33,6 +33,10 @@ MODELS = {
                                                       inner_steps=2, learn_inner_lr=True),
     "maml-first-order": lambda: tfmeta.MAML(tfmeta.models.omniglot_cnn(5, filters=8, pooling="max"),
                                             inner_steps=1, eval_inner_steps=3, first_order=True),
+    # MAML++: per-step batch-norm weights and moving statistics (used in serving), per-step learned rates.
+    "maml-plus-plus": lambda: tfmeta.MAML(
+        tfmeta.models.omniglot_cnn(5, filters=8, norm_steps=2, per_step_statistics=True), inner_lr=0.1,
+        inner_steps=2, learn_per_step_inner_lr=True),
     "matching": lambda: tfmeta.MatchingNetwork(small_embedding(), temperature=5.0, learn_temperature=True),
     "matching-fce": lambda: tfmeta.MatchingNetwork(small_embedding(), fce=True, fce_steps=2),
     "protonet": lambda: tfmeta.PrototypicalNetwork(small_embedding()),
@@ -130,6 +134,16 @@ def test_maml_inner_steps_and_learned_rates_are_baked_in(exported, tmp_path):
     expected_one_step = tf.nn.softmax(model({k: v[tf.newaxis] for k, v in request.items()}, inner_steps=1))[0]
     np.testing.assert_allclose(served_one_step["probabilities"], expected_one_step, atol=1e-5)
     assert np.abs(served.numpy() - served_one_step["probabilities"].numpy()).max() > 1e-4
+
+
+def test_maml_plus_plus_serves_with_its_per_step_statistics(exported):
+    models, episodes = exported
+    model, path = models["maml-plus-plus"]
+    request = single_task_request(episodes)
+    served = tf.saved_model.load(str(path)).signatures["serving_default"](**request)["probabilities"].numpy()
+    np.testing.assert_allclose(served, in_process_probabilities(model, episodes)[0], atol=1e-5)
+    with_batch_statistics = tf.nn.softmax(model({k: v[tf.newaxis] for k, v in request.items()}, training=True))[0]
+    assert np.abs(served - with_batch_statistics).max() > 1e-3, "the served graph ignores the moving statistics"
 
 
 def test_saved_model_cli_lists_the_serving_contract(exported):
