@@ -348,3 +348,19 @@ def test_random_flips_mirror_about_half_the_images_seeded_and_resumable():
     resumed = [e["support_x"].numpy() for e in random_flips(stream.skip(2), seed=1, start=2)]
     np.testing.assert_array_equal(resumed, flipped[2:])
     assert not np.array_equal([e["support_x"].numpy() for e in random_flips(stream, seed=2)], flipped)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset", "images:{single}"], "{single} holds 1 class folder"),
+    (["--dataset", "images:{photos}", "--image-size", "8", "8"], "8x8 are too small .* at least 16 16"),
+    (["--dataset", "images:{photos}", "--class-split", "{photos}/none.json"], "no class-split file at"),
+    (["--dataset", "images:{photos}", "--image-size", "16", "16", "--ways", "1", "--shots", "5"],
+     r"images:.*photos: shots \+ queries = 5 \+ 15"),
+    (["--dataset", "tfds:no_such_images"], "no TFDS dataset named 'no_such_images'"),
+])
+def test_tfmeta_train_stops_on_bad_image_input_naming_it(flags, message, tmp_path):
+    paths = {"single": image_folder(tmp_path / "single", classes={"only": (1, 2, 3)}),
+             "photos": image_folder(tmp_path / "photos")}
+    flags = [flag.format(**paths) for flag in flags]
+    with pytest.raises(SystemExit, match=message.format(**paths)):
+        cli.main(["train", "--algorithm", "protonet", "--output-dir", str(tmp_path / "run"), *flags])

@@ -13,8 +13,6 @@ from tfmeta.experiments.omniglot import run_name
 
 DEFAULT_IMAGE_SIZE = (84, 84)  # miniImageNet's, when a dataset's images have no single size
 MIN_IMAGE_SIDE = 16  # the backbones halve the size four times
-AUGMENTATIONS = ("none", "crop-flip")
-INPUT_RANGE = (0.0, 1.0)
 RESIZE = "bilinear with antialiasing (tf.image.resize(image, size, antialias=True)), rounded to uint8"
 
 
@@ -30,7 +28,8 @@ def image_shape(config):
     if config.image_size:
         return (*config.image_size, channels)
     if config.dataset.startswith("tfds:"):
-        shape = image_data.tfds_builder(config.dataset[len("tfds:"):], config.data_dir).info.features["image"].shape
+        features = image_data.tfds_builder(config.dataset[len("tfds:"):], config.data_dir).info.features
+        shape = features["image"].shape if "image" in features else (None, None)
         if all(isinstance(side, int) for side in shape[:2]):
             return (*shape[:2], channels)
     return (*DEFAULT_IMAGE_SIZE, channels)
@@ -75,7 +74,7 @@ def build_image_model(config, example_shape, pixel_mean, pixel_std):
     return tfmeta.PrototypicalNetwork(normalized(embedding))
 
 
-def test_accuracies(predict, data, ways, shots, queries, num_episodes, seed=0, shuffle=True):
+def accuracies_with_baseline(predict, data, ways, shots, queries, num_episodes, seed=0, shuffle=True):
     """`(accuracies of predict, accuracies of the raw-pixel nearest-prototype baseline)` on the same
     fixed, seeded episodes of `data`."""
     def episodes():
@@ -119,7 +118,10 @@ def train_and_evaluate_images(config):
     Writes the run's files to `config.output_dir` and returns the results.
     """
     start = time.time()
-    height, width, channels = image_shape(config)
+    try:
+        height, width, channels = image_shape(config)
+    except ValueError as error:  # a TFDS name that does not exist
+        raise SystemExit(f"tfmeta train: {error}") from None
     splits = load_splits(config.dataset, (height, width), channels, config.class_split, config.seed,
                          config.data_dir)
     print(f"{config.dataset} at {height}x{width}x{channels}, train/validation/test: "
@@ -150,8 +152,8 @@ def train_and_evaluate_images(config):
     model, history, train_seconds, selected_epoch = reporting.fit(model, train, val, config, files)
 
     print(f"Testing on {config.test_episodes} fixed episodes of the test classes:")
-    accuracies, baseline = test_accuracies(model_predictor(model), splits["test"], *test_shape,
-                                           config.test_episodes)
+    accuracies, baseline = accuracies_with_baseline(model_predictor(model), splits["test"], *test_shape,
+                                                    config.test_episodes)
     mean_accuracy, half_width = mean_confidence_interval(accuracies)
     baseline_mean, baseline_half_width = mean_confidence_interval(baseline)
     name = run_name(config)
@@ -159,8 +161,7 @@ def train_and_evaluate_images(config):
         "algorithm": name, "dataset": config.dataset, "split": config.class_split or "seeded class fractions",
         "ways": config.ways, "shots": config.shots, "accuracy": mean_accuracy, "ci95": half_width,
         "test_episodes": len(accuracies), "image_shape": [height, width, channels],
-        "augmentation": augmentation(config),
-        "pixel_prototype_accuracy": baseline_mean,
+        "augmentation": augmentation(config), "pixel_prototype_accuracy": baseline_mean,
         "pixel_prototype_ci95": baseline_half_width,
         **reporting.training_record(history, config, train_seconds, selected_epoch),
     }
@@ -191,8 +192,8 @@ def evaluate_on_images(args, predict, record):
     print(f"Evaluating {args.model} on {args.episodes} fixed {ways}-way {shots}-shot episodes of {args.dataset} "
           f"({classes}: {data.num_classes}, at {height}x{width}x{channels}; {args.queries} queries per class, "
           f"seed {args.seed}):")
-    accuracies, baseline = test_accuracies(predict, data, ways, shots, args.queries, args.episodes, args.seed,
-                                           shuffle=not args.in_class_order)
+    accuracies, baseline = accuracies_with_baseline(predict, data, ways, shots, args.queries, args.episodes,
+                                                    args.seed, shuffle=not args.in_class_order)
     mean, half_width = mean_confidence_interval(accuracies)
     baseline_mean, baseline_half_width = mean_confidence_interval(baseline)
     print(f"accuracy {100 * mean:.2f} ± {100 * half_width:.2f}%, raw-pixel nearest prototype "
