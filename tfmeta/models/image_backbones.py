@@ -84,15 +84,22 @@ def resnet12_embedding(input_shape=(84, 84, 3), widths=RESNET12_WIDTHS, global_p
     return keras.Model(inputs, pool(name="features")(x), name=name)
 
 
-def pixel_statistics(images, max_images=10000):
+def pixel_statistics(images, chunk=256):
     """Per-channel mean and standard deviation of uint8 images `[N, H, W, C]`, on the [0, 1] scale.
 
-    Computed over at most `max_images` images (evenly spaced), in float64.
+    Over every pixel, in float64 sums over `chunk` images at a time, so
+    that no float copy of the whole dataset is made.
     """
     images = np.asarray(images)
-    step = max(1, len(images) // max_images)
-    pixels = images[::step].reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
-    return pixels.mean(axis=0), pixels.std(axis=0)
+    channels = images.shape[-1]
+    total, squares = np.zeros(channels), np.zeros(channels)
+    for begin in range(0, len(images), chunk):
+        pixels = images[begin:begin + chunk].reshape(-1, channels).astype(np.float64)
+        total += pixels.sum(axis=0)
+        squares += np.square(pixels).sum(axis=0)
+    count = images.size // channels
+    mean = total / count
+    return mean / 255.0, np.sqrt(np.maximum(squares / count - np.square(mean), 0.0)) / 255.0
 
 
 def with_pixel_normalization(backbone, mean, std):
