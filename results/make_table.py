@@ -155,6 +155,61 @@ def plot_curves(named_rows):
     return drawn
 
 
+TIME_TO_ACCURACY_THRESHOLDS = (0.97, 0.98)
+TIME_TO_ACCURACY_FIGURE = REPO / "docs" / "figures" / "time_to_accuracy.png"
+
+
+def time_to_accuracy_runs(records):
+    """`(name, row, minutes per iteration, curve)` of the 5-way 1-shot Vinyals training runs with a curve."""
+    runs = []
+    for name, record in records:
+        row = row_of(record)
+        curve = curve_of(row)
+        if ("evaluation" not in record and row.get("dataset") == "omniglot" and row.get("split") == "vinyals"
+                and (row["ways"], row["shots"]) == (5, 1) and curve and "val_accuracy" in curve):
+            runs.append((name, row, row["train_seconds"] / 60 / row["iterations"], curve))
+    return runs
+
+
+def time_to_accuracy_table(records):
+    """Wall-clock minutes and meta-iterations until the validation accuracy first reaches each threshold."""
+    header = " | ".join(f"first ≥ {100 * t:.0f}% validation" for t in TIME_TO_ACCURACY_THRESHOLDS)
+    lines = [f"| method | meta-batch | s per meta-iteration | {header} | best validation | test accuracy | command |",
+             "| --- | --- | --- | " + "--- | " * len(TIME_TO_ACCURACY_THRESHOLDS) + "--- | --- | --- |"]
+    for name, row, minutes_per_iteration, curve in time_to_accuracy_runs(records):
+        cells = []
+        for threshold in TIME_TO_ACCURACY_THRESHOLDS:
+            reached = [it for it, acc in zip(curve["iteration"], curve["val_accuracy"]) if acc >= threshold]
+            cells.append(f"{reached[0] * minutes_per_iteration:.0f} min ({reached[0]:,} iterations)" if reached
+                         else f"not within {row['iterations']:,} iterations")
+        meta_batch = row.get("meta_batch") or row.get("config", {}).get("meta_batch")
+        lines.append(f"| {row['algorithm']} | {meta_batch} | {60 * minutes_per_iteration:.2f} | {' | '.join(cells)} "
+                     f"| {100 * max(curve['val_accuracy']):.2f}% | {accuracy_cell(row)} | `{row['command']}` |")
+    return "\n".join(lines)
+
+
+def plot_time_to_accuracy(records):
+    """Validation accuracy against wall-clock minutes, every 5-way 1-shot run in one figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for name, row, minutes_per_iteration, curve in time_to_accuracy_runs(records):
+        minutes = [it * minutes_per_iteration for it in curve["iteration"]]
+        axes.plot(minutes, [100 * a for a in curve["val_accuracy"]], marker="o", markersize=3,
+                  label=f"{row['algorithm']} ({name})")
+    for threshold in TIME_TO_ACCURACY_THRESHOLDS:
+        axes.axhline(100 * threshold, color="grey", linewidth=0.6, linestyle="--")
+    axes.set(xlabel="training minutes (2 vCPUs)", ylabel="validation accuracy, 5-way 1-shot (%)", ylim=(90, 100),
+             title="Omniglot 5-way 1-shot: time to accuracy")
+    axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(TIME_TO_ACCURACY_FIGURE, dpi=120)
+    plt.close(figure)
+
+
 def classification_rows(records):
     return [row_of(r) for _, r in records if row_of(r).get("dataset") == "omniglot"]
 
@@ -165,6 +220,7 @@ def tables(records):
     curves = [f"[{name}](figures/curves/{name}.png)" for name, r in records if curve_of(row_of(r))]
     return {"results-omniglot": classification_table(classification_rows(records)),
             "results-sinusoid": sinusoid_table(sinusoid),
+            "results-time-to-accuracy": time_to_accuracy_table(records),
             "results-curves": "Learning curves (validation accuracy, or loss, per epoch): " + ", ".join(curves) + "."}
 
 
@@ -221,6 +277,7 @@ def main(argv=None):
     if args.check:
         return
     drawn = plot_curves([(name, row_of(record)) for name, record in records])
+    plot_time_to_accuracy(records)
     print(f"wrote the tables from {len(records)} results files and {len(drawn)} curves to {CURVES}")
 
 
