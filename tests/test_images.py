@@ -305,6 +305,7 @@ def test_an_image_folder_trains_exports_and_serves_requests_built_from_image_fil
     cli.main(["export", str(run / "model.keras"), "served"])
     card = json.loads((tmp_path / "served" / "model.json").read_text())
     assert card["input_range"] == [0.0, 1.0] and "16x16x3 (RGB)" in card["input_convention"]
+    assert card["preprocessing"]["image_size"] == [16, 16] and card["preprocessing"]["channels"] == 3
     model = keras.models.load_model(run / "model.keras")
     mean, std = tfmeta.models.pixel_statistics(
         image_data.split_classes(image_data.load_image_folder(folder, (16, 16)), seed=0)["train"].images)

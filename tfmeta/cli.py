@@ -60,6 +60,11 @@ def _export_metadata(results):
         metadata["input_convention"] = OMNIGLOT_AUGMENTED_INPUTS
     elif results.get("dataset") in DATASET_INPUTS:
         metadata["input_convention"] = DATASET_INPUTS[results["dataset"]][1]
+    elif "image_shape" in results:  # --dataset images:DIR or tfds:NAME
+        from tfmeta.experiments.images import client_preprocessing, input_convention
+
+        metadata["input_convention"] = input_convention(results)
+        metadata["preprocessing"] = client_preprocessing(results)
     return metadata
 
 
@@ -75,6 +80,8 @@ def export(args):
     input_range = args.input_range
     if input_range is None and results.get("dataset") in DATASET_INPUTS:
         input_range = DATASET_INPUTS[results["dataset"]][0]
+    if input_range is None and "image_shape" in results:
+        input_range = (0.0, 1.0)  # pixels in [0, 1]: a client sending 0..255 is refused
 
     metadata = _export_metadata(results)
     if args.evaluation:
@@ -153,6 +160,13 @@ def parser():
     evaluate_parser.add_argument("--in-class-order", action="store_true",
                                  help="list each episode's examples class by class instead of in random order "
                                       "(order-aware models such as Matching Networks with FCE score differently)")
+    evaluate_parser.add_argument("--dataset", metavar="DATASET",
+                                 help="evaluate on an image dataset instead of Omniglot: images:DIR or "
+                                      "tfds:NAME[/CONFIG], resized to the model's input, with a raw-pixel "
+                                      "nearest-prototype baseline on the same episodes (docs/images.md)")
+    evaluate_parser.add_argument("--class-split", metavar="FILE",
+                                 help="with --dataset: only the test classes of this class-split file or shipped "
+                                      "split (cifar-fs, fc100, cub; default: all the dataset's classes)")
     evaluate_parser.add_argument("--output", help="also write the result, with the model's record, to this "
                                                   "JSON file")
     evaluate_parser.set_defaults(run=evaluate)

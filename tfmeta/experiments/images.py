@@ -100,6 +100,13 @@ def crop_and_flip(stream, image_size, seed, start):
     return random_flips(random_shifts(stream, max_shift, seed, start), seed, start)
 
 
+def client_preprocessing(results):
+    """model.json's record of what a client does before sending images (the rest runs in the graph)."""
+    height, width, channels = results["image_shape"]
+    return {"image_size": [height, width], "channels": channels, "resize": RESIZE,
+            "pixels": "float32 in [0, 1]: uint8 values / 255"}
+
+
 def input_convention(results):
     """model.json's `input_convention` of a model trained on an image dataset (from its results.json)."""
     height, width, channels = results["image_shape"]
@@ -161,6 +168,7 @@ def train_and_evaluate_images(config):
         "algorithm": name, "dataset": config.dataset, "split": config.class_split or "seeded class fractions",
         "ways": config.ways, "shots": config.shots, "accuracy": mean_accuracy, "ci95": half_width,
         "test_episodes": len(accuracies), "image_shape": [height, width, channels],
+        "backbone": "miniimagenet_cnn" if config.algorithm == "maml" else config.backbone or "conv4",
         "augmentation": augmentation(config), "pixel_prototype_accuracy": baseline_mean,
         "pixel_prototype_ci95": baseline_half_width,
         **reporting.training_record(history, config, train_seconds, selected_epoch),
