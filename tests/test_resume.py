@@ -96,6 +96,20 @@ def test_resume_refuses_a_checkpoint_past_the_requested_iterations(tmp_path):
         reporting.fit(None, None, None, shorter, files)
 
 
+def test_a_cosine_schedule_resumes_only_with_its_own_iterations(tmp_path):
+    parser = run_config.train_parser()
+    flags = ["--algorithm", "protonet", "--output-dir", str(tmp_path), "--iterations-per-epoch", "100",
+             "--cosine-lr-to", "1e-5"]
+    config = run_config.resolve(parser.parse_args([*flags, "--iterations", "500"]))
+    files = reporting.RunFiles(tmp_path)
+    files.checkpoints.mkdir()
+    files.latest.write_text(json.dumps({"epoch": 2, "model": "epoch-0002.keras", "history": {},
+                                        "train_seconds": 1.0, "config": vars(config)}))
+    extended = run_config.resolve(parser.parse_args([*flags, "--iterations", "800", "--resume"]))
+    with pytest.raises(SystemExit, match="resumes with its --iterations 500 only; received --iterations 800"):
+        reporting.fit(None, None, None, extended, files)
+
+
 def test_iterations_must_be_whole_epochs():
     parser = run_config.train_parser()
     with pytest.raises(SystemExit, match="--iterations 1050 is not a whole number of epochs of "

@@ -202,6 +202,12 @@ def _resume(model, config, files):
         settings = ", ".join(f"{key}={state['config'].get(key)!r}" for key in changed)
         raise SystemExit(f"tfmeta train --resume: the checkpoint in {files.checkpoints} was made with other "
                          f"settings: {settings}")
+    saved_iterations = state["config"].get("iterations")
+    if config.cosine_lr_to is not None and saved_iterations != config.iterations:
+        # The checkpoint's optimizer anneals over the iterations it was started with.
+        raise SystemExit(f"tfmeta train --resume: --cosine-lr-to anneals the learning rate over --iterations, so "
+                         f"this run resumes with its --iterations {saved_iterations} only; received "
+                         f"--iterations {config.iterations}")
     per_epoch, epochs = epochs_of(config)
     if epochs < state["epoch"]:
         raise SystemExit(f"tfmeta train --resume: the checkpoint in {files.checkpoints} is at "
