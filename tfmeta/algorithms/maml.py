@@ -475,10 +475,7 @@ class MAML(EpisodicModel):
         self.learn_per_step_inner_lr = bool(learn_per_step_inner_lr)
         self.multi_step_loss_iterations = multi_step_loss_iterations
         self.first_order_iterations = first_order_iterations
-        per_step_weights = [w for layer in keras_internals.flatten_layers(backbone)
-                            if isinstance(layer, MetaBatchNormalization) for w in layer.per_step_weights]
-        # Per-step batch-norm weights are meta-learned only, as in the official MAML++ code.
-        self._adapted = [not any(v is w for w in per_step_weights) for v in backbone.trainable_variables]
+        self._adapted = self._inner_loop_mask(backbone)
         adapted = [v for v, is_adapted in zip(backbone.trainable_variables, self._adapted) if is_adapted]
         self.inner_lrs = [
             self.add_weight(shape=v.shape, initializer=keras.initializers.Constant(self.inner_lr),
@@ -492,6 +489,13 @@ class MAML(EpisodicModel):
         ] if self.learn_per_step_inner_lr else None
         object.__setattr__(self, "_traced_phase", None)
         self.built = True
+
+    def _inner_loop_mask(self, backbone):
+        """Whether the inner loop adapts each of `backbone.trainable_variables` (ANIL narrows it to the head)."""
+        per_step_weights = [w for layer in keras_internals.flatten_layers(backbone)
+                            if isinstance(layer, MetaBatchNormalization) for w in layer.per_step_weights]
+        # Per-step batch-norm weights are meta-learned only, as in the official MAML++ code.
+        return [not any(v is w for w in per_step_weights) for v in backbone.trainable_variables]
 
     def _check_maml_plus_plus_options(self, learn_per_step_inner_lr, multi_step_loss_iterations,
                                       first_order_iterations):
