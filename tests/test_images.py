@@ -66,6 +66,16 @@ def test_grayscale_loading_takes_the_luminance_and_keeps_an_image_at_size_unchan
     assert np.all(data.images[0] == luminance((40, 120, 220)))
 
 
+def test_formats_tensorflow_does_not_read_are_decoded_by_pillow(tmp_path):
+    pil_image = pytest.importorskip("PIL.Image")
+    pixels = np.random.default_rng(1).integers(0, 256, size=(10, 8, 3), dtype=np.uint8)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        pil_image.fromarray(pixels).save(tmp_path / name / "photo.tiff")
+    data = image_data.load_image_folder(tmp_path, (10, 8))
+    np.testing.assert_array_equal(data.images, [pixels, pixels])
+
+
 def test_uint8_images_become_float32_in_0_1_inside_the_episodes():
     pixels = np.arange(6 * 2 * 2 * 1, dtype=np.uint8).reshape(6, 2, 2, 1) * 7
     data = LabelledData(pixels, np.array([0, 0, 1, 1, 2, 2]))
