@@ -17,6 +17,7 @@ from test_episodes import check_episode, synthetic_data
 from test_serving import CLIENT, rest_request_code
 from tfmeta.data import (LabelledData, LabelledText, episodes, evaluation_episodes, load_clinc_oos,
                          read_labelled_lines, read_text_folders)
+from tfmeta.baselines import tfidf_nearest_prototype
 from tfmeta.models.text import text_conv_embedding
 from tfmeta.serving import export_saved_model
 
@@ -364,3 +365,53 @@ def test_the_documented_text_rest_body_predicts_what_the_model_does(exported_tex
     np.testing.assert_allclose(outputs["probabilities"].numpy(), predicted_probabilities(model, request), atol=1e-5)
     with pytest.raises(ValueError, match="input_range.*takes strings"):
         export_saved_model(model, path.parent, 2, input_range=(0.0, 1.0))
+
+
+def numpy_tfidf_nearest_mean(training_texts, support_x, support_y, query_x):
+    """TF-IDF (Keras's idf = log(1 + documents / (1 + document frequency))), cosine to the L2-normalised class means."""
+    documents = [text.lower().split() for text in training_texts]
+    vocabulary = sorted({word for words in documents for word in words})
+    frequency = np.array([sum(word in words for words in documents) for word in vocabulary])
+    idf = np.log(1 + len(documents) / (1 + frequency))
+
+    def vector(text):
+        words = text.lower().split()
+        tfidf = np.array([words.count(word) for word in vocabulary]) * idf
+        return tfidf / max(np.linalg.norm(tfidf), 1e-12)
+
+    support = np.array([vector(text) for text in support_x])
+    means = np.array([support[support_y == label].mean(0) for label in range(support_y.max() + 1)])
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    return np.array([np.argmax(means @ vector(text)) for text in query_x])
+
+
+def test_tfidf_baseline_matches_a_numpy_reference():
+    data = keyword_text()
+    training_texts = data.texts[::2]
+    predict = tfidf_nearest_prototype(training_texts)
+    for batch in evaluation_episodes(data, 3, 2, 4, num_episodes=4, meta_batch_size=2).as_numpy_iterator():
+        predicted = predict(batch["support_x"], batch["support_y"], batch["query_x"]).numpy()
+        for task in range(2):
+            decoded = {key: [text.decode() for text in batch[key][task]] for key in ("support_x", "query_x")}
+            expected = numpy_tfidf_nearest_mean(training_texts, decoded["support_x"], batch["support_y"][task],
+                                                decoded["query_x"])
+            np.testing.assert_array_equal(predicted[task], expected)
+
+
+def test_the_text_example_trains_and_compares_with_tfidf_on_the_same_episodes(tmp_path):
+    data = keyword_text(num_classes=9, per_class=8)
+    for name, classes in (("train", "012"), ("validation", "345"), ("test", "678")):
+        write_lines(tmp_path / f"{name}.tsv.gz", [f"class{c}\t{text}" for c in classes
+                                                  for text in data.texts[data.labels == int(c)]])
+    spec = importlib.util.spec_from_file_location("text_fewshot", REPO / "examples/text_fewshot.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    record = example.main(["--data", str(tmp_path), "--algorithm", "matching-fce", "--ways", "3", "--shots", "1",
+                           "--queries", "2", "--iterations", "4", "--epochs", "2", "--meta-batch", "2",
+                           "--val-episodes", "4", "--test-episodes", "6", "--vocabulary-size", "100",
+                           "--sequence-length", "8", "--output", str(tmp_path / "result.json")])
+    assert json.loads((tmp_path / "result.json").read_text()) == record
+    assert record["algorithm"] == "Matching Networks (FCE)" and record["test_episodes"] == 6
+    paired = np.array(record["accuracy"]) - record["baseline_on_the_same_episodes"]["accuracy"]
+    assert record["minus_baseline"]["accuracy"] == pytest.approx(paired)
+    assert len(record["val_accuracy"]) == 2 and record["command"].startswith("python")
