@@ -173,10 +173,8 @@ def test_learned_inner_learning_rates_start_at_inner_lr_and_are_meta_trained():
     assert any(np.abs(lr.numpy() - 0.4).max() > 1e-6 for lr in learned.inner_lrs)
 
 
-def test_train_step_is_not_retraced_from_step_to_step():
-    episodes = classification_episodes((2,), tasks=2)
-    maml = MAML(mlp())
-    maml.compile(optimizer="adam")
+def traced_steps(maml):
+    """A list that grows by one each time `maml`'s train step is traced."""
     traces = []
     train_step = maml.train_step
 
@@ -185,6 +183,14 @@ def test_train_step_is_not_retraced_from_step_to_step():
         return train_step(data)
 
     maml.train_step = counting_train_step
+    return traces
+
+
+def test_train_step_is_not_retraced_from_step_to_step():
+    episodes = classification_episodes((2,), tasks=2)
+    maml = MAML(mlp())
+    maml.compile(optimizer="adam")
+    traces = traced_steps(maml)
     stream = tf.data.Dataset.from_tensors(episodes).repeat()
     maml.fit(stream, steps_per_epoch=1, epochs=1, verbose=0)
     # TensorFlow traces twice on the first call, in which the optimizer creates its variables.

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import directional_derivatives, random_episodes
-from test_maml import loss_for, mlp, task
+from test_maml import loss_for, mlp, task, traced_steps
 from tfmeta.algorithms import MAML, adapt, adapt_and_predict, maml_plus_plus_config, multi_step_loss_weights
 from tfmeta.layers import MetaBatchNormalization, inner_step
 
@@ -251,15 +251,7 @@ def test_derivative_order_annealing_switches_to_exact_second_order_with_one_retr
     def annealed():
         maml = MAML(mlp("float64"), inner_lr=0.3, inner_steps=1, first_order_iterations=2, loss=loss)
         maml.compile(optimizer=keras.optimizers.SGD(1.0))
-        traces = []
-        train_step = maml.train_step
-
-        def counting_train_step(data):
-            traces.append(1)  # Python code runs only while tracing
-            return train_step(data)
-
-        maml.train_step = counting_train_step
-        return maml, traces
+        return maml, traced_steps(maml)
 
     maml, traces = annealed()
     rates = [0.3] * 6
