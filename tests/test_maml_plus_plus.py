@@ -277,6 +277,7 @@ def test_derivative_order_annealing_switches_to_exact_second_order_with_one_retr
             meta_loss = mean_task_loss(maml, episodes, loss, lambda p, one: loss(
                 one["query_y"], adapt_and_predict(maml.backbone, p, [], one, loss, rates, 1)[0]))
             analytic, numeric = directional_derivatives(meta_loss, before, moved)
+            print(f"iteration {iteration}, second order: relative error {np.abs(analytic / numeric - 1).max():.1e}")
             np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
     print(f"traces after each of 4 iterations (switch at 2): {traces_after}")
     assert traces_after[1] == traces_after[0] and traces_after[3] == traces_after[2]
