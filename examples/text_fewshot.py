@@ -9,11 +9,13 @@ convolutional text embedding `tfmeta.models.text_conv_embedding` (its vocabulary
 texts) on episodes of the training classes, keeps the weights of the epoch with the best validation
 accuracy, and reports the query accuracy ± 95% interval over fixed, seeded test episodes of held-out
 classes: of the model, and of the TF-IDF nearest-class-mean baseline (`tfmeta.baselines`, no
-meta-learning, the same vocabulary source) and of the network before meta-training on the same episodes.
-`--algorithm tfidf` runs the baseline alone.
+meta-learning, the same vocabulary source) and of the network before meta-training on the same episodes,
+and of model and baseline on --val-episodes episodes of the training classes. `--algorithm tfidf` runs the
+baseline alone.
 """
 
 import argparse
+import functools
 import json
 import pathlib
 import time
@@ -89,9 +91,10 @@ class KeepBest(keras.callbacks.Callback):
         self.model.set_weights(self.weights)
 
 
-def test_episodes(data, config):
-    return tfmeta.data.evaluation_episodes(data, config.ways, config.shots, config.queries, config.test_episodes,
-                                           meta_batch_size=tfmeta.data.fitting_meta_batch_size(config.test_episodes))
+def fixed_episodes(data, config, num_episodes):
+    """The same `num_episodes` episodes of `data` in every run (seed 0), for comparisons on identical tasks."""
+    return tfmeta.data.evaluation_episodes(data, config.ways, config.shots, config.queries, num_episodes,
+                                           meta_batch_size=tfmeta.data.fitting_meta_batch_size(num_episodes))
 
 
 def accuracy_record(accuracies):
@@ -106,6 +109,7 @@ def train_and_evaluate(config):
     for name, data in splits.items():
         print(f"{name}: {data}")
     baseline = tfidf_nearest_prototype(splits["train"].texts, config.vocabulary_size)
+    test = functools.partial(fixed_episodes, splits["test"], config, config.test_episodes)
     record = {"algorithm": NAMES[config.algorithm], "dataset": portable_path(config.data), "ways": config.ways,
               "shots": config.shots, "test_episodes": config.test_episodes}
     if config.algorithm != "tfidf":
@@ -113,28 +117,28 @@ def train_and_evaluate(config):
         model = build_model(config, splits["train"].texts)
         model.compile(optimizer=keras.optimizers.Adam(config.meta_lr))
         # The same network before meta-training: what meta-training adds on held-out classes.
-        untrained = episode_accuracies(model_predictor(model), test_episodes(splits["test"], config),
-                                       config.test_episodes)
+        untrained = episode_accuracies(model_predictor(model), test(), config.test_episodes)
         train = tfmeta.data.episodes(splits["train"], config.train_ways, config.shots, config.queries,
                                      seed=config.seed, meta_batch_size=config.meta_batch)
-        validation = tfmeta.data.evaluation_episodes(
-            splits["validation"], config.ways, config.shots, config.queries, config.val_episodes,
-            meta_batch_size=tfmeta.data.fitting_meta_batch_size(config.val_episodes))
+        validation = fixed_episodes(splits["validation"], config, config.val_episodes)
         keep_best = KeepBest()
         history = model.fit(train, validation_data=validation, epochs=config.epochs,
                             steps_per_epoch=config.iterations // config.epochs, callbacks=[keep_best], verbose=2)
         record.update(iterations=config.iterations, train_seconds=round(time.time() - start, 1),
                       selected_epoch=keep_best.epoch,
                       val_accuracy=[round(value, 4) for value in history.history["val_accuracy"]])
-        accuracies = episode_accuracies(model_predictor(model), test_episodes(splits["test"], config),
-                                        config.test_episodes)
+        accuracies = episode_accuracies(model_predictor(model), test(), config.test_episodes)
         record.update(accuracy_record(accuracies))
         record["untrained_on_the_same_episodes"] = accuracy_record(untrained)
-        record["train_accuracy_last_epoch"] = round(history.history["accuracy"][-1], 4)
+        # Model and baseline on episodes of the training classes: does what is learned hold beyond them?
+        seen = functools.partial(fixed_episodes, splits["train"], config, config.val_episodes)
+        record["on_training_classes"] = {"episodes": config.val_episodes, **{
+            name: accuracy_record(episode_accuracies(predict, seen(), config.val_episodes))
+            for name, predict in (("model", model_predictor(model)), ("baseline", baseline))}}
         if config.export:
             tfmeta.serving.export_saved_model(model, config.export, metadata={
                 "shots": config.shots, "accuracy": record["accuracy"], "command": command_line()}, overwrite=True)
-    baseline_accuracies = episode_accuracies(baseline, test_episodes(splits["test"], config), config.test_episodes)
+    baseline_accuracies = episode_accuracies(baseline, test(), config.test_episodes)
     if config.algorithm == "tfidf":
         record.update(accuracy_record(baseline_accuracies), iterations=0)
     else:

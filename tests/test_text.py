@@ -285,7 +285,8 @@ def test_the_debian_corpus_script_labels_dedupes_and_splits_by_section(tmp_path)
     assert sorted([*splits["train"], *splits["test"]]) == ["games", "net"]
     lines = {name: gzip.open(tmp_path / f"out/{name}.tsv.gz", "rt").read().splitlines() for name in ("train", "test")}
     assert sorted(lines["train"] + lines["test"]) == [
-        "games\tchess", "games\tgo board game", "net\tmail client with a long part over two paragraphs", "net\tweb browser"]
+        "games\tchess", "games\tgo board game", "net\tmail client with a long part over two paragraphs",
+        "net\tweb browser"]
 
 
 def test_the_committed_debian_corpus_matches_its_record():
