@@ -33,8 +33,8 @@ def test_multi_step_loss_weights_are_the_official_vector_at_each_epoch_and_linea
         np.testing.assert_allclose(multi_step_loss_weights(5, epoch * per_epoch, 10 * per_epoch),
                                    official_importance_vector(5, epoch, 10), atol=1e-7, err_msg=f"epoch {epoch}")
     halfway = multi_step_loss_weights(5, 2 * per_epoch + 1, 10 * per_epoch)
-    np.testing.assert_allclose(halfway, (official_importance_vector(5, 2, 10) + official_importance_vector(5, 3, 10)) / 2,
-                               atol=1e-7)
+    between = (official_importance_vector(5, 2, 10) + official_importance_vector(5, 3, 10)) / 2
+    np.testing.assert_allclose(halfway, between, atol=1e-7)
     for iteration in range(25):
         assert float(tf.reduce_sum(multi_step_loss_weights(5, iteration, 20))) == pytest.approx(1.0, abs=1e-6)
 
@@ -45,7 +45,7 @@ def float64_episodes(tasks):
     return {key: value.astype(np.float64) if value.dtype == np.float32 else value for key, value in episodes.items()}
 
 
-def mean_task_loss(maml, episodes, loss, query_loss):
+def mean_task_loss(episodes, query_loss):
     """`values -> float`: the mean over the tasks of `query_loss(tensors, task)`, for finite differences."""
     def function(values):
         tensors = [tf.constant(v) for v in values]
@@ -74,7 +74,7 @@ def test_the_multi_step_meta_loss_gets_the_finite_difference_gradient_then_the_l
     maml.optimizer.iterations.assign(4)  # iteration 4 of 10 annealing iterations: the paper's epoch 4 of 10
     weights = official_importance_vector(3, 4, 10)
     params, moved = fit_one_step(maml, episodes)
-    multi_step = mean_task_loss(maml, episodes, loss, lambda p, one: sum(w * after(k + 1)(p, one)
+    multi_step = mean_task_loss(episodes, lambda p, one: sum(w * after(k + 1)(p, one)
                                                                         for k, w in enumerate(weights)))
     analytic, numeric = directional_derivatives(multi_step, params, moved)
     print(f"multi-step loss: relative error of the meta-gradient {np.abs(analytic / numeric - 1).max():.1e}")
@@ -82,7 +82,7 @@ def test_the_multi_step_meta_loss_gets_the_finite_difference_gradient_then_the_l
 
     maml.optimizer.iterations.assign(10)  # annealed: the last step's loss alone
     params, moved = fit_one_step(maml, episodes)
-    analytic, numeric = directional_derivatives(mean_task_loss(maml, episodes, loss, after(3)), params, moved)
+    analytic, numeric = directional_derivatives(mean_task_loss(episodes, after(3)), params, moved)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
 
 
@@ -120,7 +120,7 @@ def test_per_step_inner_rates_apply_per_tensor_and_step_and_get_the_finite_diffe
         return loss(one["query_y"], adapt_and_predict(maml.backbone, [tf.constant(p) for p in params], [], one,
                                                       loss, per_step, 2)[0])
 
-    analytic, numeric = directional_derivatives(mean_task_loss(maml, episodes, loss, query_loss), rates, moved_rates)
+    analytic, numeric = directional_derivatives(mean_task_loss(episodes, query_loss), rates, moved_rates)
     print(f"per-step rates: relative error of their meta-gradient {np.abs(analytic / numeric - 1).max():.1e}")
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
 
@@ -203,7 +203,7 @@ def test_per_step_norm_weights_are_meta_learned_not_adapted_and_get_the_finite_d
     def query_loss(values, one):
         return loss(one["query_y"], adapt_and_predict(backbone, values, state, one, loss, rates, 2)[0])
 
-    analytic, numeric = directional_derivatives(mean_task_loss(maml, episodes, loss, query_loss), before, moved)
+    analytic, numeric = directional_derivatives(mean_task_loss(episodes, query_loss), before, moved)
     print(f"per-step batch norm: relative error of the meta-gradient {np.abs(analytic / numeric - 1).max():.1e}")
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
 
@@ -274,7 +274,7 @@ def test_derivative_order_annealing_switches_to_exact_second_order_with_one_retr
             for m, expected in zip(moved, zip(*at_fast)):
                 np.testing.assert_allclose(m, np.mean(expected, axis=0), rtol=1e-9, atol=1e-15)
         else:
-            meta_loss = mean_task_loss(maml, episodes, loss, lambda p, one: loss(
+            meta_loss = mean_task_loss(episodes, lambda p, one: loss(
                 one["query_y"], adapt_and_predict(maml.backbone, p, [], one, loss, rates, 1)[0]))
             analytic, numeric = directional_derivatives(meta_loss, before, moved)
             print(f"iteration {iteration}, second order: relative error {np.abs(analytic / numeric - 1).max():.1e}")
