@@ -12,12 +12,14 @@ except ImportError as error:  # TensorFlow is an extra so a GPU build is never c
     ) from error
 
 from tfmeta import algorithms, data, layers, models, serving  # noqa: E402
-from tfmeta.algorithms import MAML, MatchingNetwork, PrototypicalNetwork  # noqa: E402
+from tfmeta.algorithms import ANIL, MAML, MatchingNetwork, PrototypicalNetwork, Reptile  # noqa: E402
 
 __all__ = [
+    "ANIL",
     "MAML",
     "MatchingNetwork",
     "PrototypicalNetwork",
+    "Reptile",
     "algorithms",
     "data",
     "layers",

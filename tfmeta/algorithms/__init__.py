@@ -1,5 +1,6 @@
 """Meta-learning algorithms, each a Keras model over pure functions."""
 
+from tfmeta.algorithms.anil import ANIL, head_layers
 from tfmeta.algorithms.episodic_model import EpisodicModel
 from tfmeta.algorithms.maml import (
     MAML,
@@ -16,20 +17,25 @@ from tfmeta.algorithms.matching_networks import (
 )
 from tfmeta.algorithms.metric_learner import MetricLearner
 from tfmeta.algorithms.prototypical_networks import PrototypicalNetwork, prototype_logits, prototypes
+from tfmeta.algorithms.reptile import Reptile, whole_task
 
 __all__ = [
+    "ANIL",
     "EpisodicModel",
     "MAML",
     "MatchingNetwork",
     "MetricLearner",
     "PrototypicalNetwork",
+    "Reptile",
     "adapt",
     "adapt_and_predict",
     "adapt_and_predict_each_step",
     "cosine_similarity",
+    "head_layers",
     "maml_plus_plus_config",
     "matching_log_probabilities",
     "multi_step_loss_weights",
     "prototype_logits",
     "prototypes",
+    "whole_task",
 ]
