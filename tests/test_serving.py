@@ -37,6 +37,9 @@ MODELS = {
     "maml-plus-plus": lambda: tfmeta.MAML(
         tfmeta.models.omniglot_cnn(5, filters=8, norm_steps=2, per_step_statistics=True), inner_lr=0.1,
         inner_steps=2, learn_per_step_inner_lr=True),
+    "anil": lambda: tfmeta.ANIL(tfmeta.models.omniglot_cnn(5, filters=8), inner_lr=0.4, inner_steps=2),
+    "reptile": lambda: tfmeta.Reptile(tfmeta.models.omniglot_cnn(5, filters=8), inner_lr=0.1, inner_steps=2,
+                                      eval_inner_steps=3),
     "matching": lambda: tfmeta.MatchingNetwork(small_embedding(), temperature=5.0, learn_temperature=True),
     "matching-fce": lambda: tfmeta.MatchingNetwork(small_embedding(), fce=True, fce_steps=2),
     "protonet": lambda: tfmeta.PrototypicalNetwork(small_embedding()),
@@ -245,6 +248,9 @@ def test_model_card_and_layout(exported):
     assert card["input_shape"] == [28, 28, 1] and card["input_range"] == [0.0, 1.0]
     assert card["maml"]["inner_steps"] == 2 and card["maml"]["learned_inner_lr"] is True
     assert json.loads((models["protonet"][1].parent / "model.json").read_text())["ways"] is None
+    for name, algorithm in (("anil", "ANIL"), ("reptile", "Reptile")):
+        other = json.loads((models[name][1].parent / "model.json").read_text())
+        assert other["algorithm"] == algorithm and other["class"] == f"tfmeta.{algorithm}" and other["ways"] == 5
     assert json.loads((path / "assets.extra" / "model.json").read_text()) == card  # the version's own copy
 
 

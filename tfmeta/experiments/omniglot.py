@@ -10,21 +10,27 @@ from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, mode
 from tfmeta.experiments import maml_plus_plus, reporting
 from tfmeta.experiments.config import compile_for_training
 
-NAMES = {"maml": "MAML", "matching": "Matching Networks", "protonet": "Prototypical Networks"}
+NAMES = {"maml": "MAML", "anil": "ANIL", "reptile": "Reptile", "matching": "Matching Networks",
+         "protonet": "Prototypical Networks"}
+
+
+GRADIENT_LEARNERS = {"maml": tfmeta.MAML, "anil": tfmeta.ANIL, "reptile": tfmeta.Reptile}
 
 
 def build_model(config):
     """The learner a configuration asks for, on the papers' Omniglot backbones."""
-    if config.algorithm == "maml":
+    if config.algorithm in GRADIENT_LEARNERS:
         backbone = tfmeta.models.omniglot_cnn(config.ways, pooling=config.pooling,
                                               **maml_plus_plus.backbone_arguments(config))
+        options = {"first_order": config.first_order, "learn_inner_lr": config.learn_inner_lr,
+                   **maml_plus_plus.maml_arguments(config)}
+        if config.algorithm == "reptile":  # only the options given, which Reptile refuses by name
+            options = {key: value for key, value in options.items() if value}
         try:
-            return tfmeta.MAML(
+            return GRADIENT_LEARNERS[config.algorithm](
                 backbone, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
-                eval_inner_steps=config.eval_inner_steps, first_order=config.first_order,
-                learn_inner_lr=config.learn_inner_lr, **maml_plus_plus.maml_arguments(config),
-            )
-        except ValueError as error:  # a combination MAML refuses, named in its message
+                eval_inner_steps=config.eval_inner_steps, **options)
+        except ValueError as error:  # a combination the learner refuses, named in its message
             raise SystemExit(f"tfmeta train: {error}") from error
     if config.algorithm == "matching":
         return tfmeta.MatchingNetwork(
@@ -39,9 +45,9 @@ def run_name(config):
     name = NAMES[config.algorithm]
     if config.algorithm == "maml" and vars(config).get("maml_plus_plus"):
         name = "MAML++"
-    if config.algorithm == "maml" and config.first_order:
+    if config.algorithm in ("maml", "anil") and config.first_order:
         name = "first-order " + name
-    if config.algorithm == "maml" and config.learn_inner_lr:
+    if config.algorithm in ("maml", "anil") and config.learn_inner_lr:
         name += " with learned inner rates (Meta-SGD)"
     if config.algorithm == "matching" and config.fce:
         name += " (FCE)"
