@@ -81,12 +81,12 @@ def test_help_explains_every_flag(capsys):
         for action in cli.parser()._subparsers._group_actions[0].choices[command]._actions:
             assert action.help, f"tfmeta {command} {action.option_strings or action.dest} lacks help"
         if command == "train":  # the per-algorithm defaults are spelled out
-            assert "(default: 32; omniglot protonet: 1, omniglot matching: 8, sinusoid maml: 25)" in \
-                " ".join(shown.split())
+            assert ("(default: 32; omniglot protonet: 1, omniglot matching: 8, omniglot reptile: 5, images maml: 4, "
+                    "sinusoid maml: 25)") in " ".join(shown.split())
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train"], r"choose --algorithm from \['maml', 'matching', 'protonet'\]; received None"),
+    (["train"], r"choose --algorithm from \['maml', 'anil', 'reptile', 'matching', 'protonet'\]; received None"),
     (["train", "--algorithm", "protonet", "--dataset", "sinusoid"], "sinusoid regression trains MAML only"),
     (["train", "--algorithm", "maml", "--ways", "5", "--train-ways", "20"], "same number of ways"),
     (["train", "--config", "missing.json"], "no config file at missing.json"),

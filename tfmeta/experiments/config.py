@@ -9,8 +9,10 @@ import keras
 import tensorflow as tf
 
 from tfmeta.data.locations import DATA_DIR_HELP
+from tfmeta.experiments import maml_plus_plus
 
-ALGORITHMS = ("maml", "matching", "protonet")
+ALGORITHMS = ("maml", "anil", "reptile", "matching", "protonet")
+MAML_FAMILY = ("maml", "anil", "reptile")  # adapt by gradient steps; the head fixes the ways
 DATASETS = ("omniglot", "sinusoid")
 
 # What a setting is when neither the command line nor a config file sets it:
@@ -26,6 +28,12 @@ DEFAULTS = {
     ("omniglot", "protonet"): {"train_ways": 60, "train_queries": 5, "meta_batch": 1, "iterations": 5000,
                                "iterations_per_epoch": 500},
     ("omniglot", "matching"): {"meta_batch": 8, "iterations": 5000, "iterations_per_epoch": 500},
+    # Nichol et al.'s Omniglot setup: 5 inner steps, 50 at test, meta-batch 5, outer SGD step 1.0 annealed
+    # linearly to 0 (their inner loop is Adam at 1e-3 on batches of 10; tfmeta's is SGD on the whole task).
+    ("omniglot", "reptile"): {"meta_batch": 5, "meta_lr": 1.0, "inner_lr": 0.1, "inner_steps": 5,
+                              "eval_inner_steps": 50},
+    # Image datasets (images:DIR, tfds:NAME): Finn et al.'s miniImageNet MAML settings.
+    ("images", "maml"): {"meta_batch": 4, "inner_lr": 0.01, "inner_steps": 5, "eval_inner_steps": 10},
     ("sinusoid", "maml"): {"shots": 10, "queries": 10, "meta_batch": 25, "iterations": 10000,
                            "iterations_per_epoch": 1000, "inner_lr": 0.01, "eval_inner_steps": 1},
 }
@@ -62,9 +70,12 @@ def add_train_flags(parser):
 
     add("--config", help="a JSON file of settings (keys are flag names with underscores, e.g. "
                          "\"meta_batch\"); flags given on the command line win")
-    add("--algorithm", choices=ALGORITHMS, help="maml, matching (Matching Networks) or protonet "
-                                                "(Prototypical Networks); required")
-    add_with_default("--dataset", choices=DATASETS, help="omniglot (Vinyals split) or sinusoid regression")
+    add("--algorithm", choices=ALGORITHMS, help="maml, anil (MAML adapting the head only), reptile, matching "
+                                                "(Matching Networks) or protonet (Prototypical Networks); required")
+    add_with_default("--dataset", type=dataset_argument, metavar="DATASET",
+                     help="omniglot (Vinyals split), sinusoid regression, images:DIR (a folder with one sub-folder "
+                          "of images per class) or tfds:NAME[/CONFIG] (a TFDS image dataset, e.g. tfds:cifar100); "
+                          "see docs/images.md")
     add("--data-dir", help=DATA_DIR_HELP)
     add_with_default("--split", choices=("vinyals", "lake"),
                      help="Omniglot: vinyals (train/val/test classes of Vinyals et al.) or lake (train on the "
@@ -86,7 +97,9 @@ def add_train_flags(parser):
     add_with_default("--iterations", type=int, help="meta-iterations")
     add_with_default("--iterations-per-epoch", type=int,
                      help="meta-iterations between validations, checkpoints and log points")
-    add_with_default("--meta-lr", type=float, help="Adam learning rate of the outer update")
+    add_with_default("--meta-lr", type=float, help="Adam learning rate of the outer update (reptile: the step "
+                                                   "of its outer SGD, annealed linearly to 0 over --iterations "
+                                                   "unless a schedule flag is given)")
     add("--lr-decay-every", type=int, metavar="N",
         help="multiply the outer learning rate by --lr-decay-factor every N meta-iterations (Snell et al. "
              "halved it every 2,000 episodes; default: a constant rate)")
@@ -129,6 +142,7 @@ def add_train_flags(parser):
                       help="learn per-parameter inner rates (Meta-SGD)")
     maml.add_argument("--pooling", choices=("stride", "max"),
                       help=f"Finn's strided CNN or the max-pool variant ({_default_help('pooling')})")
+    maml_plus_plus.add_flags(maml)
     matching = parser.add_argument_group("Matching Networks")
     matching.add_argument("--fce", action="store_true", default=None, help="full context embeddings")
     matching.add_argument("--fce-steps", type=int,
@@ -136,6 +150,29 @@ def add_train_flags(parser):
     matching.add_argument("--temperature", type=float,
                           help=f"scale of the cosines before the softmax ({_default_help('temperature')})")
     matching.add_argument("--learn-temperature", action="store_true", default=None, help="learn the scale")
+    images = parser.add_argument_group("image datasets (--dataset images:DIR or tfds:NAME)")
+    images.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="resize every image to H x W (default: a TFDS dataset's own fixed size, else 84 84)")
+    images.add_argument("--channels", type=int, choices=(1, 3), help="1 (grayscale) or 3 (RGB; the default)")
+    images.add_argument("--class-split", metavar="FILE",
+                        help="a JSON file of train / validation / test class lists, or a shipped split: cifar-fs, "
+                             "fc100 (tfds:cifar100), cub (tfds:caltech_birds2011) (default: 64/16/20%% of the "
+                             "classes, shuffled by --seed)")
+    images.add_argument("--backbone", choices=("conv4", "resnet12"),
+                        help="embedding of the metric learners: conv4 (64 filters) or resnet12 (default: conv4; "
+                             "MAML uses Finn et al.'s 32-filter CNN)")
+    images.add_argument("--image-augmentation", choices=("none", "crop-flip"),
+                        help="crop-flip: shift each training image by up to 1/8 of its side (zero fill) and mirror "
+                             "it with probability 1/2 (default: crop-flip for matching and protonet, none for maml)")
+
+
+def dataset_argument(value):
+    """`--dataset`: one of `DATASETS`, `images:DIR` or `tfds:NAME[/CONFIG]`."""
+    kind, colon, location = value.partition(":")
+    if value in DATASETS or (colon and kind in ("images", "tfds") and location):
+        return value
+    raise argparse.ArgumentTypeError(f"choose from {', '.join(DATASETS)}, images:DIR or tfds:NAME[/CONFIG]; "
+                                     f"received {value!r}")
 
 
 def resolve(args):
@@ -155,16 +192,22 @@ def resolve(args):
         raise SystemExit(f"tfmeta train: choose --algorithm from {list(ALGORITHMS)}; received "
                          f"{settings.get('algorithm')!r}")
     dataset = settings.get("dataset", DEFAULTS["common"]["dataset"])
+    if settings["algorithm"] in ("anil", "reptile") and dataset != "omniglot":
+        raise SystemExit(f"tfmeta train: --algorithm {settings['algorithm']} trains on omniglot; received "
+                         f"--dataset {dataset}")
     if dataset == "sinusoid" and settings["algorithm"] != "maml":
         raise SystemExit("tfmeta train: sinusoid regression trains MAML only; received "
                          f"--algorithm {settings['algorithm']}")
-    config = {**DEFAULTS["common"], **DEFAULTS.get((dataset, settings["algorithm"]), {}), **settings}
+    image_dataset = dataset.startswith(("images:", "tfds:"))
+    defaults_of = "images" if image_dataset else dataset
+    config = {**DEFAULTS["common"], **DEFAULTS.get((defaults_of, settings["algorithm"]), {}), **settings}
     for flag in ("first_order", "learn_inner_lr", "fce", "learn_temperature", "skip_non_finite", "deterministic",
                  "resume", "within_alphabet", "test_last", "augment"):
         config[flag] = bool(config.get(flag))
+    config = maml_plus_plus.resolve(config, settings)
     config.setdefault("train_ways", None)
     config.setdefault("train_queries", None)
-    if config["algorithm"] == "maml" and config["train_ways"] not in (None, config["ways"]):
+    if config["algorithm"] in MAML_FAMILY and config["train_ways"] not in (None, config["ways"]):
         raise SystemExit(f"tfmeta train: MAML's head has one output per class, so it trains and tests on the "
                          f"same number of ways; received --ways {config['ways']} --train-ways "
                          f"{config['train_ways']}")
@@ -192,8 +235,12 @@ def resolve(args):
                          f"--iterations-per-epoch {config['iterations_per_epoch']}; make it a multiple, e.g. "
                          f"{config['iterations'] // config['iterations_per_epoch'] * config['iterations_per_epoch']}")
     prefix = dataset if config["split"] == "vinyals" else f"{dataset}-{config['split']}"
+    for key in ("image_size", "channels", "class_split", "backbone", "image_augmentation"):
+        config.setdefault(key, None)
+    if image_dataset:  # e.g. runs/cifar100-protonet-5w1s for tfds:cifar100, runs/photos-... for images:photos
+        prefix = pathlib.Path(dataset.split(":", 1)[1].rstrip("/")).name.replace("/", "-")
     config.setdefault("output_dir", f"runs/{prefix}-{config['algorithm']}-{config['ways']}w{config['shots']}s"
-                      if dataset == "omniglot" else f"runs/sinusoid-maml-{config['shots']}shot")
+                      if dataset != "sinusoid" else f"runs/sinusoid-maml-{config['shots']}shot")
     config.pop("config", None)
     return argparse.Namespace(**config)
 
@@ -231,7 +278,7 @@ def default_intra_op_threads(algorithm):
     (`benchmarks/maml_throughput.py`: docs/performance.md). Metric learners
     run one large batch, which more threads speed up.
     """
-    return 1 if algorithm == "maml" and not tf.config.list_physical_devices("GPU") else 0
+    return 1 if algorithm in MAML_FAMILY and not tf.config.list_physical_devices("GPU") else 0
 
 
 def distribution_strategy(config):
@@ -275,5 +322,10 @@ def compile_for_training(model, config):
         learning_rate = keras.optimizers.schedules.ExponentialDecay(
             config.meta_lr, decay_steps=config.lr_decay_every,
             decay_rate=config.lr_decay_factor or LR_DECAY_FACTOR, staircase=True)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=config.clip_norm),
+    optimizer = keras.optimizers.Adam
+    if config.algorithm == "reptile":  # Nichol et al.: SGD on θ - mean θ', its step annealed linearly to 0
+        optimizer = keras.optimizers.SGD
+        if config.cosine_lr_to is None and not config.lr_decay_every:
+            learning_rate = keras.optimizers.schedules.PolynomialDecay(config.meta_lr, config.iterations, 0.0)
+    model.compile(optimizer=optimizer(learning_rate, global_clipnorm=config.clip_norm),
                   non_finite="skip" if config.skip_non_finite else "stop")
