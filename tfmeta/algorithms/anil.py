@@ -29,8 +29,9 @@ def head_layers(backbone, names=None):
     by_name = {layer.name: layer for layer in layers}
     unknown = [name for name in names if name not in by_name]
     if unknown:
+        weighted = [layer.name for layer in layers if layer.trainable_weights]
         raise ValueError(f"`head` names layers {unknown} that backbone {backbone.name!r} does not have; its "
-                         f"layers with trainable weights: {[l.name for l in layers if l.trainable_weights]}.")
+                         f"layers with trainable weights: {weighted}.")
     without_weights = [name for name in names if not by_name[name].trainable_weights]
     if without_weights:
         raise ValueError(f"`head` layers {without_weights} have no trainable weights to adapt; received "
