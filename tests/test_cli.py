@@ -29,7 +29,15 @@ def reported_accuracy(output):
     return re.findall(r"accuracy (\d+\.\d\d) ± (\d+\.\d\d)% over (\d+) episodes", output)[-1]
 
 
-def test_train_evaluate_export_and_evaluate_the_export_on_real_omniglot(omniglot_dir, tmp_path):
+def run_in_process(capsys, *args):
+    """`tfmeta ARGS` in this process (Omniglot stays cached between calls); returns what it printed."""
+    capsys.readouterr()
+    assert cli.main(list(map(str, args))) == 0
+    return capsys.readouterr().out
+
+
+def test_train_evaluate_export_and_evaluate_the_export_on_real_omniglot(omniglot_dir, tmp_path, capsys,
+                                                                         monkeypatch):
     settings = {"algorithm": "maml", "ways": 3, "meta_batch": 2, "queries": 2, "inner_steps": 1,
                 "eval_inner_steps": 2, "iterations": 2, "iterations_per_epoch": 1, "val_episodes": 2,
                 "distribute": "mirrored"}  # one replica here: the strategy code path, end to end
@@ -44,15 +52,16 @@ def test_train_evaluate_export_and_evaluate_the_export_on_real_omniglot(omniglot
     recorded = reported_accuracy(trained)
 
     # The defaults of evaluate repeat train's test episodes: the same accuracy, from the checkpoint...
-    evaluated = tfmeta("evaluate", run / "model.keras", "--data-dir", omniglot_dir, "--queries", 2,
-                       "--episodes", 50, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    evaluated = run_in_process(capsys, "evaluate", run / "model.keras", "--data-dir", omniglot_dir, "--queries", 2,
+                               "--episodes", 50)
     assert reported_accuracy(evaluated) == recorded
     # ... and from the exported SavedModel, whose graph adapts in 2 inner steps as the model did.
-    tfmeta("export", run / "model.keras", tmp_path / "savedmodels" / "maml", cwd=tmp_path)
+    run_in_process(capsys, "export", run / "model.keras", tmp_path / "savedmodels" / "maml")
     card = json.loads((tmp_path / "savedmodels" / "maml" / "model.json").read_text())
     assert card["ways"] == 3 and card["maml"]["inner_steps"] == 2 and card["training_command"] == results["command"]
-    served = tfmeta("evaluate", tmp_path / "savedmodels" / "maml", "--data-dir", omniglot_dir, "--queries", 2,
-                    "--episodes", 50, "--output", tmp_path / "evaluation.json", cwd=tmp_path)
+    served = run_in_process(capsys, "evaluate", tmp_path / "savedmodels" / "maml", "--data-dir", omniglot_dir,
+                            "--queries", 2, "--episodes", 50, "--output", tmp_path / "evaluation.json")
     assert reported_accuracy(served) == recorded
     evaluation = json.loads((tmp_path / "evaluation.json").read_text())
     assert evaluation["evaluation"]["ways"] == 3 and evaluation["trained"]["algorithm"] == "MAML"
@@ -115,7 +124,7 @@ def test_per_algorithm_defaults_apply_unless_set():
     assert (sinusoid.inner_lr, sinusoid.shots, sinusoid.first_order) == (0.01, 10, False)
 
 
-def test_lake_split_trains_on_the_background_set_and_tests_on_lakes_runs(omniglot_dir, tmp_path):
+def test_lake_split_trains_on_the_background_set_and_tests_on_lakes_runs(omniglot_dir, tmp_path, capsys):
     run = tmp_path / "lake"
     trained = tfmeta("train", "--algorithm", "protonet", "--split", "lake", "--within-alphabet", "--ways", 20,
                      "--train-ways", 5, "--queries", 2, "--train-queries", 2, "--iterations", 2,
@@ -125,8 +134,8 @@ def test_lake_split_trains_on_the_background_set_and_tests_on_lakes_runs(omniglo
     results = json.loads((run / "results.json").read_text())
     assert (results["split"], results["ways"], results["test_episodes"]) == ("lake", 20, 20)
     assert results["config"]["within_alphabet"] is True
-    evaluated = tfmeta("evaluate", run / "model.keras", "--split", "lake-runs", "--data-dir", omniglot_dir,
-                       cwd=tmp_path)
+    evaluated = run_in_process(capsys, "evaluate", run / "model.keras", "--split", "lake-runs", "--data-dir",
+                               omniglot_dir)
     assert reported_accuracy(evaluated) == reported_accuracy(trained)
 
 
