@@ -60,6 +60,9 @@ def test_anil_adapts_the_head_alone():
     np.testing.assert_allclose(anil.predict(episodes, verbose=0)[0], expected, rtol=1e-5, atol=1e-6)
     maml = tfmeta.MAML(mlp(), inner_lr=0.5, eval_inner_steps=2)
     assert np.abs(maml.predict(episodes, verbose=0)[0] - expected).max() > 1e-3
+    # Learned inner rates (Meta-SGD) exist for the head's weights alone.
+    meta_sgd = tfmeta.ANIL(mlp(), learn_inner_lr=True)
+    assert [rate.shape for rate in meta_sgd.inner_lrs] == [v.shape for v in meta_sgd.backbone.layers[-1].weights]
 
 
 def test_anil_head_by_name_and_its_errors():
@@ -129,6 +132,18 @@ def test_reptile_adapts_on_the_support_set_at_test_time_and_round_trips():
     np.testing.assert_allclose(reptile.predict(episodes, verbose=0), maml.predict(episodes, verbose=0), rtol=1e-6)
     restored = tfmeta.Reptile.from_config(reptile.get_config())
     assert (restored.inner_lr, restored.inner_steps, restored.eval_inner_steps) == (0.3, 2, 4)
+
+
+def test_reptile_undoes_a_non_finite_step_and_names_it():
+    episodes = random_episodes((2,), tasks=2)
+    episodes["query_x"][1, 0, 0] = np.nan  # the query set is part of Reptile's training set
+    reptile = tfmeta.Reptile(mlp(), inner_lr=0.25, inner_steps=2)
+    reptile.compile(optimizer=keras.optimizers.SGD(0.5))
+    before = reptile.get_weights()
+    with pytest.raises(FloatingPointError, match="Non-finite meta-loss or gradient at training step 1"):
+        reptile.fit(tf.data.Dataset.from_tensors(episodes), verbose=0)
+    for weights, old in zip(reptile.get_weights(), before):
+        np.testing.assert_array_equal(weights, old)
 
 
 def test_reptile_refuses_what_it_cannot_train():
