@@ -90,8 +90,11 @@ def tiny_tanh_net():
     return keras.Model(inputs, keras.layers.Dense(3, dtype="float64")(hidden))
 
 
-def numpy_reptile_step(weights, episodes, inner_lr, steps, epsilon):
-    """Nichol et al.'s Algorithm 2 for `tiny_tanh_net`: SGD on each whole task, then θ + ε (mean θ' − θ)."""
+def numpy_reptile_step(weights, episodes, inner_lr, steps, epsilon, batch_size=None):
+    """Nichol et al.'s Algorithm 2 for `tiny_tanh_net`: SGD on each task, then θ + ε (mean θ' − θ).
+
+    Each SGD step takes the whole task, or the next `batch_size` examples (support then query), wrapping around.
+    """
     def gradients(w, x, y):
         kernel1, bias1, kernel2, bias2 = w
         hidden = np.tanh(x @ kernel1 + bias1)
@@ -107,19 +110,22 @@ def numpy_reptile_step(weights, episodes, inner_lr, steps, epsilon):
         x = np.concatenate([episodes["support_x"][t], episodes["query_x"][t]])
         y = np.concatenate([episodes["support_y"][t], episodes["query_y"][t]])
         w = [np.array(v) for v in weights]
-        for _ in range(steps):
-            w = [v - inner_lr * g for v, g in zip(w, gradients(w, x, y))]
+        for step in range(steps):
+            rows = np.arange(len(y)) if batch_size is None else (np.arange(batch_size) + step * batch_size) % len(y)
+            w = [v - inner_lr * g for v, g in zip(w, gradients(w, x[rows], y[rows]))]
         adapted.append(w)
     mean = [np.mean(values, axis=0) for values in zip(*adapted)]
     return [v + epsilon * (m - v) for v, m in zip(weights, mean)]
 
 
-def test_reptile_step_with_sgd_equals_numpy_reptile():
+@pytest.mark.parametrize("batch_size", [None, 6])  # 6: the third batch of a task's 15 examples wraps around
+def test_reptile_step_with_sgd_equals_numpy_reptile(batch_size):
     episodes = random_episodes((2,), tasks=3, dtype="float64")
     # 0.25: MAML casts the Python rate to the weights' dtype through float32, exact for 0.25.
-    reptile = tfmeta.Reptile(tiny_tanh_net(), inner_lr=0.25, inner_steps=3, loss=loss_for("float64"))
+    reptile = tfmeta.Reptile(tiny_tanh_net(), inner_lr=0.25, inner_steps=3, loss=loss_for("float64"),
+                             inner_batch_size=batch_size)
     before, after = one_step_update(reptile, episodes, learning_rate=0.5)
-    expected = numpy_reptile_step(before, episodes, inner_lr=0.25, steps=3, epsilon=0.5)
+    expected = numpy_reptile_step(before, episodes, inner_lr=0.25, steps=3, epsilon=0.5, batch_size=batch_size)
     for got, want in zip(after, expected):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     assert max(np.abs(a - b).max() for a, b in zip(after, before)) > 1e-3
@@ -130,8 +136,9 @@ def test_reptile_adapts_on_the_support_set_at_test_time_and_round_trips():
     reptile = tfmeta.Reptile(mlp(), inner_lr=0.3, inner_steps=2, eval_inner_steps=4)
     maml = tfmeta.MAML(mlp(), inner_lr=0.3, eval_inner_steps=4)  # the same weights (seeded)
     np.testing.assert_allclose(reptile.predict(episodes, verbose=0), maml.predict(episodes, verbose=0), rtol=1e-6)
-    restored = tfmeta.Reptile.from_config(reptile.get_config())
-    assert (restored.inner_lr, restored.inner_steps, restored.eval_inner_steps) == (0.3, 2, 4)
+    restored = tfmeta.Reptile.from_config(tfmeta.Reptile(mlp(), 0.3, 2, 4, inner_batch_size=10).get_config())
+    assert (restored.inner_lr, restored.inner_steps, restored.eval_inner_steps, restored.inner_batch_size) == \
+        (0.3, 2, 4, 10)
 
 
 def test_reptile_undoes_a_non_finite_step_and_names_it():
@@ -149,6 +156,9 @@ def test_reptile_undoes_a_non_finite_step_and_names_it():
 def test_reptile_refuses_what_it_cannot_train():
     with pytest.raises(ValueError, match=r"Reptile has no \['first_order', 'learn_inner_lr'\]"):
         tfmeta.Reptile(mlp(), first_order=True, learn_inner_lr=True)
+    with pytest.raises(ValueError, match="`inner_batch_size` must be None or a positive integer; received "
+                                         "inner_batch_size=0"):
+        tfmeta.Reptile(mlp(), inner_batch_size=0)
     inputs = keras.Input((2,))
     per_step = keras.Model(inputs, keras.layers.Dense(3)(MetaBatchNormalization(steps=5, name="bn")(inputs)))
     with pytest.raises(ValueError, match=r"per-step batch-norm weights \(layers \['bn'\]\)"):

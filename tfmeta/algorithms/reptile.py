@@ -14,6 +14,20 @@ def whole_task(task):
             tf.concat([task["support_y"], task["query_y"]], axis=0))
 
 
+def inner_batches(x, y, steps, batch_size=None):
+    """The `(x, y)` of each of `steps` inner steps: all of the examples, or successive batches of `batch_size`.
+
+    The batches follow the examples' order and wrap around at the end, as
+    Nichol et al.'s code takes successive mini-batches of a shuffled task
+    (tfmeta's training episodes hold their examples in random order).
+    """
+    if batch_size is None:
+        return [(x, y)] * steps
+    size = tf.shape(x)[0]
+    rows = [(tf.range(batch_size) + step * batch_size) % size for step in range(steps)]
+    return [(tf.gather(x, r), tf.gather(y, r)) for r in rows]
+
+
 # MAML's settings that mean nothing to Reptile, whose outer update is no gradient through the inner loop.
 _MAML_ONLY = ("first_order", "learn_inner_lr", "allow_mixed_precision", "learn_per_step_inner_lr",
               "multi_step_loss_iterations", "first_order_iterations")
@@ -25,7 +39,8 @@ class Reptile(MAML):
 
     Training: for each task of a meta-batch, `inner_steps` plain SGD steps
     (rate `inner_lr`) from the weights θ on the whole task (support and
-    query sets together, each step on all of them) give θ'_task. The outer
+    query sets together; each step on all of them, or on successive batches
+    of `inner_batch_size`) give θ'_task. The outer
     optimizer then receives θ − mean_tasks(θ'_task) as the gradient: with
     `keras.optimizers.SGD(ε)` that is Reptile's update
     θ ← θ + ε (mean θ' − θ); Nichol et al. also hand it to Adam. No tape
@@ -57,6 +72,9 @@ class Reptile(MAML):
             al.: 50 on Omniglot).
         loss: the task loss; as `MAML`'s.
         classifier: as `MAML`'s.
+        inner_batch_size: examples per training inner step, successive
+            batches of the task's examples wrapping around (Nichol et al.: 10
+            on Omniglot); default: every step on the whole task.
 
     Reference:
         Nichol, Achiam, Schulman. On First-Order Meta-Learning Algorithms.
@@ -70,11 +88,15 @@ class Reptile(MAML):
     """
 
     def __init__(self, backbone, inner_lr=0.1, inner_steps=5, eval_inner_steps=None, loss=None,
-                 classifier=None, **kwargs):
+                 classifier=None, inner_batch_size=None, **kwargs):
         given = sorted(set(kwargs) & set(_MAML_ONLY))
         if given:
             raise ValueError(f"Reptile has no {given}: its outer update follows the weights of plain SGD steps, "
                              f"with no gradient through them; received {given}.")
+        if inner_batch_size is not None and (isinstance(inner_batch_size, bool) or not isinstance(
+                inner_batch_size, int) or inner_batch_size < 1):
+            raise ValueError(f"`inner_batch_size` must be None or a positive integer; received "
+                             f"inner_batch_size={inner_batch_size!r}.")
         super().__init__(backbone, inner_lr=inner_lr, inner_steps=inner_steps, eval_inner_steps=eval_inner_steps,
                          first_order=True, loss=loss, classifier=classifier, **kwargs)
         per_step = [layer.name for layer in keras_internals.flatten_layers(backbone)
@@ -83,6 +105,7 @@ class Reptile(MAML):
             raise ValueError(f"Reptile's inner loop adapts every weight, and per-step batch-norm weights (layers "
                              f"{per_step}) are left out of it, so Reptile would never train them; build the "
                              "backbone without per-step normalization (steps=None).")
+        self.inner_batch_size = inner_batch_size
 
     def train_step(self, data):
         before = self.state_before_step()
@@ -100,9 +123,9 @@ class Reptile(MAML):
             randoms = iter([total for total, is_float in zip(totals[1 + count:], floating) if not is_float])
             state = [next(randoms) if not is_float else tf.convert_to_tensor(v)
                      for v, is_float in zip(non_trainable, floating)]
-            x, y = whole_task(task)
-            fast, state = _adapt(self.backbone, [tf.convert_to_tensor(v) for v in variables], state, x, y,
-                                 self.mean_loss, rates, self.inner_steps, first_order=True)
+            fast = [tf.convert_to_tensor(v) for v in variables]
+            for x, y in inner_batches(*whole_task(task), self.inner_steps, self.inner_batch_size):
+                fast, state = _adapt(self.backbone, fast, state, x, y, self.mean_loss, rates, 1, first_order=True)
             predictions, updates = self.backbone.stateless_call(fast, state, task["query_x"], training=True)
             loss = self.mean_loss(task["query_y"], predictions)
             return predictions, [tf.cast(loss, tf.float32), *fast, *updates]
@@ -128,7 +151,7 @@ class Reptile(MAML):
         return self.update_metrics(loss, episodes["query_y"], predictions, counted)
 
     def get_config(self):
-        config = super().get_config()
+        config = {**super().get_config(), "inner_batch_size": self.inner_batch_size}
         for key in _MAML_ONLY:
             config.pop(key, None)
         return config
