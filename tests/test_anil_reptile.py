@@ -180,8 +180,10 @@ def test_run_names_of_anil_and_reptile(flags, name):
 
 def test_reptile_takes_the_papers_omniglot_defaults_and_outer_sgd():
     config = resolved("--algorithm", "reptile")
-    assert (config.inner_steps, config.eval_inner_steps, config.meta_batch, config.meta_lr) == (5, 50, 5, 1.0)
+    assert (config.inner_steps, config.eval_inner_steps, config.meta_batch, config.meta_lr, config.inner_batch) == \
+        (5, 50, 5, 1.0, 10)
     model = tfmeta.experiments.build_model(config)
+    assert model.inner_batch_size == 10
     run_config.compile_for_training(model, config)
     assert isinstance(model.optimizer, keras.optimizers.SGD)
     schedule = keras.optimizers.schedules.deserialize(model.optimizer.get_config()["learning_rate"])
@@ -191,6 +193,11 @@ def test_reptile_takes_the_papers_omniglot_defaults_and_outer_sgd():
         tfmeta.experiments.build_model(resolved("--algorithm", "reptile", "--first-order"))
     with pytest.raises(SystemExit, match="--algorithm anil trains on omniglot; received --dataset sinusoid"):
         resolved("--algorithm", "anil", "--dataset", "sinusoid")
+    with pytest.raises(SystemExit, match="--inner-batch applies to --algorithm reptile; received --algorithm maml"):
+        resolved("--algorithm", "maml", "--inner-batch", "10")
+    with pytest.raises(SystemExit, match="`inner_batch_size` must be None or a positive integer; received "
+                                         "inner_batch_size=0"):
+        tfmeta.experiments.build_model(resolved("--algorithm", "reptile", "--inner-batch", "0"))
 
 
 def test_reptile_trains_from_the_command_line_and_exports_with_its_name(omniglot_dir, tmp_path):

@@ -28,10 +28,10 @@ DEFAULTS = {
     ("omniglot", "protonet"): {"train_ways": 60, "train_queries": 5, "meta_batch": 1, "iterations": 5000,
                                "iterations_per_epoch": 500},
     ("omniglot", "matching"): {"meta_batch": 8, "iterations": 5000, "iterations_per_epoch": 500},
-    # Nichol et al.'s Omniglot setup: 5 inner steps, 50 at test, meta-batch 5, outer SGD step 1.0 annealed
-    # linearly to 0 (their inner loop is Adam at 1e-3 on batches of 10; tfmeta's is SGD on the whole task).
+    # Nichol et al.'s Omniglot setup: 5 inner steps on batches of 10, 50 at test, meta-batch 5, outer SGD step
+    # 1.0 annealed linearly to 0 (their inner loop is Adam at 1e-3; tfmeta's is SGD, as at test).
     ("omniglot", "reptile"): {"meta_batch": 5, "meta_lr": 1.0, "inner_lr": 0.1, "inner_steps": 5,
-                              "eval_inner_steps": 50},
+                              "eval_inner_steps": 50, "inner_batch": 10},
     # Image datasets (images:DIR, tfds:NAME): Finn et al.'s miniImageNet MAML settings.
     ("images", "maml"): {"meta_batch": 4, "inner_lr": 0.01, "inner_steps": 5, "eval_inner_steps": 10},
     ("sinusoid", "maml"): {"shots": 10, "queries": 10, "meta_batch": 25, "iterations": 10000,
@@ -143,6 +143,9 @@ def add_train_flags(parser):
     maml.add_argument("--pooling", choices=("stride", "max"),
                       help=f"Finn's strided CNN or the max-pool variant ({_default_help('pooling')})")
     maml_plus_plus.add_flags(maml)
+    maml.add_argument("--inner-batch", type=int, metavar="N",
+                      help="reptile: examples per training inner step, successive batches of the task's "
+                           f"examples; none: every step on the whole task ({_default_help('inner_batch')})")
     matching = parser.add_argument_group("Matching Networks")
     matching.add_argument("--fce", action="store_true", default=None, help="full context embeddings")
     matching.add_argument("--fce-steps", type=int,
@@ -195,6 +198,9 @@ def resolve(args):
     if settings["algorithm"] in ("anil", "reptile") and dataset != "omniglot":
         raise SystemExit(f"tfmeta train: --algorithm {settings['algorithm']} trains on omniglot; received "
                          f"--dataset {dataset}")
+    if settings.get("inner_batch") is not None and settings["algorithm"] != "reptile":
+        raise SystemExit(f"tfmeta train: --inner-batch applies to --algorithm reptile; received --algorithm "
+                         f"{settings['algorithm']}")
     if dataset == "sinusoid" and settings["algorithm"] != "maml":
         raise SystemExit("tfmeta train: sinusoid regression trains MAML only; received "
                          f"--algorithm {settings['algorithm']}")
@@ -206,6 +212,7 @@ def resolve(args):
         config[flag] = bool(config.get(flag))
     config = maml_plus_plus.resolve(config, settings)
     config.setdefault("train_ways", None)
+    config.setdefault("inner_batch", None)
     config.setdefault("train_queries", None)
     if config["algorithm"] in MAML_FAMILY and config["train_ways"] not in (None, config["ways"]):
         raise SystemExit(f"tfmeta train: MAML's head has one output per class, so it trains and tests on the "

@@ -26,6 +26,7 @@ def build_model(config):
                    **maml_plus_plus.maml_arguments(config)}
         if config.algorithm == "reptile":  # only the options given, which Reptile refuses by name
             options = {key: value for key, value in options.items() if value}
+            options["inner_batch_size"] = config.inner_batch
         try:
             return GRADIENT_LEARNERS[config.algorithm](
                 backbone, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
