@@ -22,6 +22,12 @@ Every request is checked inside the graph before anything is computed: ranks,
 example shape, empty sets, non-finite inputs, inputs outside the model's
 declared range, and labels. A bad request fails with an
 `InvalidArgumentError` whose message names the problem.
+
+Text models (an embedding whose input is raw strings, e.g.
+`tfmeta.models.text_conv_embedding`) take `support_x` and `query_x` as
+string `[S]` and `[Q]`, tokenized inside the graph with the vocabulary the
+SavedModel carries; an empty or blank string is refused (it holds no token:
+its embedding would say nothing about it).
 """
 
 import json
@@ -51,10 +57,15 @@ def _checked_examples(key, x, leading, example_shape, input_range):
     # signature declares: TF Serving feeds tensors of any shape to the graph.
     x = tf.ensure_shape(x, [None] * leading + list(example_shape), name=f"{key}_shape")
     shape = tf.shape(x)
+    if x.dtype == tf.string:  # a blank text holds no token: its embedding would say nothing about it
+        values = _assert(tf.reduce_all(tf.strings.length(tf.strings.strip(x)) > 0),
+                         f"{key} holds an empty or blank string: every text needs at least one word")
+    else:
+        values = _assert(tf.reduce_all(tf.math.is_finite(x)), f"{key} holds NaN or infinite values")
     checks = [
         _assert(tf.reduce_all(shape[:leading] > 0),
                 f"{key} is empty: every request needs at least one example; received shape", shape),
-        _assert(tf.reduce_all(tf.math.is_finite(x)), f"{key} holds NaN or infinite values"),
+        values,
     ]
     if input_range is not None:
         low, high = input_range
@@ -118,7 +129,7 @@ def _outputs(model, episodes, call_kwargs, batched):
 
 def _input_signature(model, batched):
     leading = [None, None] if batched else [None]
-    example = tf.TensorSpec([*leading, *model.example_shape], tf.float32)
+    example = tf.TensorSpec([*leading, *model.example_shape], model.example_dtype)
     labels = tf.TensorSpec([*leading, *_label_shape(model)],
                            tf.int32 if model.is_classifier else tf.float32)
     return [example, labels, example]
@@ -142,6 +153,9 @@ def _check_arguments(model, version, inner_steps, input_range):
         if len(input_range) != 2 or not float(input_range[0]) < float(input_range[1]):
             raise ValueError(f"`input_range` must be (low, high) with low < high; received "
                              f"input_range={input_range!r}.")
+        if model.example_dtype == tf.string:
+            raise ValueError(f"`input_range` applies to numeric inputs; {type(model).__name__}'s embedding takes "
+                             f"strings; received input_range={input_range!r}.")
 
 
 def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_range=None,
@@ -197,7 +211,7 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
             return {"embeddings": tf.cast(model.embed(x, training=False), tf.float32)}
 
         archive.add_endpoint("embed", embed,
-                             input_signature=[tf.TensorSpec([None, *model.example_shape], tf.float32)])
+                             input_signature=[tf.TensorSpec([None, *model.example_shape], model.example_dtype)])
 
     card = json.dumps(model_card(model, version, inner_steps, input_range, metadata), indent=2) + "\n"
     base_dir.mkdir(parents=True, exist_ok=True)
@@ -232,7 +246,7 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
             else "max(support_y) + 1: labels exactly 0..ways-1, each present"
         ) if classifier else None,
         "input_shape": list(model.example_shape),
-        "input_dtype": "float32",
+        "input_dtype": model.example_dtype.name,
         "input_range": list(input_range) if input_range is not None else None,
         "signatures": {
             "serving_default": "support_x [S, *input_shape], support_y [S], query_x [Q, *input_shape] -> "
@@ -251,5 +265,15 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
         }
     else:
         card["signatures"]["embed"] = "x [B, *input_shape] -> embeddings [B, features]"
+    # What a client does (metadata's "preprocessing", e.g. resizing) and what the graph does (normalization).
+    preprocessing = dict((metadata or {}).get("preprocessing", {}))
+    network = model.backbone if isinstance(model, MAML) else model.embedding
+    normalization = tfmeta.models.pixel_normalization_record(network)
+    if normalization is not None:
+        preprocessing["pixel_normalization"] = {
+            **normalization, "applied": "inside the served graph, after the input checks: (x - mean) / std per "
+                                        "channel; clients send the unnormalized inputs"}
     card.update(metadata or {})
+    if preprocessing:
+        card["preprocessing"] = preprocessing
     return card
