@@ -43,8 +43,8 @@ class Reptile(MAML):
     of `inner_batch_size`) give θ'_task. The outer
     optimizer then receives θ − mean_tasks(θ'_task) as the gradient: with
     `keras.optimizers.SGD(ε)` that is Reptile's update
-    θ ← θ + ε (mean θ' − θ); Nichol et al. also hand it to Adam. No tape
-    records the inner steps: Reptile is first order by construction, and a
+    θ ← θ + ε (mean θ' − θ); Nichol et al. also hand it to Adam. No outer
+    tape spans the inner steps: Reptile is first order by construction, and a
     step costs `inner_steps` forward and backward passes of each task (plus
     one forward pass of its queries for the reported loss and accuracy).
     Those are the query predictions after the inner steps, which trained on
