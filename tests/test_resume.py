@@ -83,31 +83,28 @@ def test_settings_newer_than_a_checkpoint_match_it_while_unset():
     assert reporting.changed_settings(saved, {**current, "meta_lr": 0.5}) == ["meta_lr"]
 
 
-def test_resume_refuses_a_checkpoint_past_the_requested_iterations(tmp_path):
+def resume_after(tmp_path, epoch, started_with, resumed_with):
+    """`reporting.fit` resuming a checkpoint at `epoch` of a run started with flags `started_with`."""
     parser = run_config.train_parser()
     flags = ["--algorithm", "protonet", "--output-dir", str(tmp_path), "--iterations-per-epoch", "100"]
-    config = run_config.resolve(parser.parse_args([*flags, "--iterations", "500"]))
+    config = run_config.resolve(parser.parse_args([*flags, *started_with]))
     files = reporting.RunFiles(tmp_path)
     files.checkpoints.mkdir()
-    files.latest.write_text(json.dumps({"epoch": 5, "model": "epoch-0005.keras", "history": {},
+    files.latest.write_text(json.dumps({"epoch": epoch, "model": f"epoch-{epoch:04d}.keras", "history": {},
                                         "train_seconds": 1.0, "config": vars(config)}))
-    shorter = run_config.resolve(parser.parse_args([*flags, "--iterations", "300", "--resume"]))
+    reporting.fit(None, None, None, run_config.resolve(parser.parse_args([*flags, *resumed_with, "--resume"])),
+                  files)
+
+
+def test_resume_refuses_a_checkpoint_past_the_requested_iterations(tmp_path):
     with pytest.raises(SystemExit, match="at 500 meta-iterations, past --iterations 300"):
-        reporting.fit(None, None, None, shorter, files)
+        resume_after(tmp_path, 5, ["--iterations", "500"], ["--iterations", "300"])
 
 
 def test_a_cosine_schedule_resumes_only_with_its_own_iterations(tmp_path):
-    parser = run_config.train_parser()
-    flags = ["--algorithm", "protonet", "--output-dir", str(tmp_path), "--iterations-per-epoch", "100",
-             "--cosine-lr-to", "1e-5"]
-    config = run_config.resolve(parser.parse_args([*flags, "--iterations", "500"]))
-    files = reporting.RunFiles(tmp_path)
-    files.checkpoints.mkdir()
-    files.latest.write_text(json.dumps({"epoch": 2, "model": "epoch-0002.keras", "history": {},
-                                        "train_seconds": 1.0, "config": vars(config)}))
-    extended = run_config.resolve(parser.parse_args([*flags, "--iterations", "800", "--resume"]))
+    cosine = ["--cosine-lr-to", "1e-5"]
     with pytest.raises(SystemExit, match="resumes with its --iterations 500 only; received --iterations 800"):
-        reporting.fit(None, None, None, extended, files)
+        resume_after(tmp_path, 2, [*cosine, "--iterations", "500"], [*cosine, "--iterations", "800"])
 
 
 def test_iterations_must_be_whole_epochs():
