@@ -40,8 +40,9 @@ import keras
 import tensorflow as tf
 
 import tfmeta
-from tfmeta.algorithms import MAML, MetricLearner
+from tfmeta.algorithms import MAML, MetricLearner, keras_internals
 from tfmeta.algorithms.maml import _check_steps
+from tfmeta.layers.batch_normalization import MetaBatchNormalization
 
 MODEL_CARD = "model.json"
 VERSION_CARD = pathlib.Path("assets.extra", MODEL_CARD)
@@ -261,7 +262,13 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
             "inner_steps": model.eval_inner_steps if inner_steps is None else inner_steps,
             "inner_lr": model.inner_lr,
             "learned_inner_lr": model.learn_inner_lr,
+            "learned_per_step_inner_lr": model.learn_per_step_inner_lr,
             "first_order_training": model.first_order,
+            # What the inner loop adapts: every weight, or (ANIL) the named ones.
+            "adapts": "all weights" if all(model._adapted) else
+                      [v.path for v, adapted in zip(model.backbone.trainable_variables, model._adapted) if adapted],
+            "per_step_batch_norm": any(isinstance(layer, MetaBatchNormalization) and layer.steps is not None
+                                       for layer in keras_internals.flatten_layers(model.backbone)),
         }
     else:
         card["signatures"]["embed"] = "x [B, *input_shape] -> embeddings [B, features]"
