@@ -9,7 +9,7 @@ from tfmeta.data.augmentation import random_flips, random_shifts
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments import reporting
 from tfmeta.experiments.config import compile_for_training
-from tfmeta.experiments.omniglot import run_name
+from tfmeta.experiments.omniglot import build_learner, run_name
 
 DEFAULT_IMAGE_SIZE = (84, 84)  # miniImageNet's, when a dataset's images have no single size
 MIN_IMAGE_SIDE = 16  # the backbones halve the size four times
@@ -59,19 +59,14 @@ def build_image_model(config, example_shape, pixel_mean, pixel_std):
     def normalized(backbone):
         return tfmeta.models.with_pixel_normalization(backbone, pixel_mean, pixel_std)
 
-    if config.algorithm == "maml":
-        return tfmeta.MAML(
-            normalized(tfmeta.models.miniimagenet_cnn(config.ways, input_shape=example_shape)),
-            inner_lr=config.inner_lr, inner_steps=config.inner_steps, eval_inner_steps=config.eval_inner_steps,
-            first_order=config.first_order, learn_inner_lr=config.learn_inner_lr)
-    if config.backbone == "resnet12":
-        embedding = tfmeta.models.resnet12_embedding(example_shape)
-    else:
-        embedding = tfmeta.models.conv4_embedding(example_shape, filters=64)
-    if config.algorithm == "matching":
-        return tfmeta.MatchingNetwork(normalized(embedding), fce=config.fce, fce_steps=config.fce_steps,
-                                      temperature=config.temperature, learn_temperature=config.learn_temperature)
-    return tfmeta.PrototypicalNetwork(normalized(embedding))
+    def embedding():
+        if config.backbone == "resnet12":
+            return normalized(tfmeta.models.resnet12_embedding(example_shape))
+        return normalized(tfmeta.models.conv4_embedding(example_shape, filters=64))
+
+    return build_learner(
+        config, backbone=lambda: normalized(tfmeta.models.miniimagenet_cnn(config.ways, input_shape=example_shape)),
+        embedding=embedding)
 
 
 def accuracies_with_baseline(predict, data, ways, shots, queries, num_episodes, seed=0, shuffle=True):

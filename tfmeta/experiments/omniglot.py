@@ -19,9 +19,16 @@ GRADIENT_LEARNERS = {"maml": tfmeta.MAML, "anil": tfmeta.ANIL, "reptile": tfmeta
 
 def build_model(config):
     """The learner a configuration asks for, on the papers' Omniglot backbones."""
+    return build_learner(
+        config,
+        backbone=lambda: tfmeta.models.omniglot_cnn(config.ways, pooling=config.pooling,
+                                                    **maml_plus_plus.backbone_arguments(config)),
+        embedding=tfmeta.models.conv4_embedding)
+
+
+def build_learner(config, backbone, embedding):
+    """The configured learner on `backbone()` (the gradient learners) or `embedding()` (the metric learners)."""
     if config.algorithm in GRADIENT_LEARNERS:
-        backbone = tfmeta.models.omniglot_cnn(config.ways, pooling=config.pooling,
-                                              **maml_plus_plus.backbone_arguments(config))
         options = {"first_order": config.first_order, "learn_inner_lr": config.learn_inner_lr,
                    **maml_plus_plus.maml_arguments(config)}
         if config.algorithm == "reptile":  # only the options given, which Reptile refuses by name
@@ -29,16 +36,16 @@ def build_model(config):
             options["inner_batch_size"] = config.inner_batch
         try:
             return GRADIENT_LEARNERS[config.algorithm](
-                backbone, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
+                backbone(), inner_lr=config.inner_lr, inner_steps=config.inner_steps,
                 eval_inner_steps=config.eval_inner_steps, **options)
         except ValueError as error:  # a combination the learner refuses, named in its message
             raise SystemExit(f"tfmeta train: {error}") from error
     if config.algorithm == "matching":
         return tfmeta.MatchingNetwork(
-            tfmeta.models.conv4_embedding(), fce=config.fce, fce_steps=config.fce_steps,
+            embedding(), fce=config.fce, fce_steps=config.fce_steps,
             temperature=config.temperature, learn_temperature=config.learn_temperature,
         )
-    return tfmeta.PrototypicalNetwork(tfmeta.models.conv4_embedding())
+    return tfmeta.PrototypicalNetwork(embedding())
 
 
 def run_name(config):
