@@ -1,9 +1,12 @@
 import pathlib
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfmeta.data import locations
+from tfmeta.layers import MetaBatchNormalization
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -64,3 +67,46 @@ def directional_derivatives(function, values, gradients, directions=3, h=1e-6, s
         numeric.append((plus - minus) / (2 * h))
         analytic.append(sum(float(np.sum(np.asarray(g) * d)) for g, d in zip(gradients, direction)))
     return np.array(analytic), np.array(numeric)
+
+
+def mlp(dtype="float32", seed=0):
+    """A small seeded MLP, 2 inputs to 3 logits, smooth activations (finite differences need them)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((2,), dtype=dtype)
+    x = keras.layers.Dense(6, activation="softplus", dtype=dtype)(inputs)
+    x = keras.layers.Dense(6, activation="tanh", dtype=dtype)(x)
+    return keras.Model(inputs, keras.layers.Dense(3, dtype=dtype)(x))
+
+
+def conv_net(dtype="float32", seed=0, ways=3):
+    """A small seeded CNN on 6x6x1 inputs with MetaBatchNormalization, which second-order MAML accepts."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((6, 6, 1), dtype=dtype)
+    x = keras.layers.Conv2D(3, 3, strides=2, padding="same", dtype=dtype)(inputs)
+    x = MetaBatchNormalization(dtype=dtype)(x)
+    x = keras.layers.Activation("softplus", dtype=dtype)(x)
+    x = keras.layers.Flatten(dtype=dtype)(x)
+    return keras.Model(inputs, keras.layers.Dense(ways, dtype=dtype)(x))
+
+
+def loss_for(dtype):
+    """Cross-entropy on logits, computed in `dtype`."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
+
+
+def task(episodes, t):
+    """Task `t` of a NumPy meta-batch, as tensors."""
+    return {key: tf.constant(value[t]) for key, value in episodes.items()}
+
+
+def traced_steps(maml):
+    """A list that grows by one each time `maml`'s train step is traced."""
+    traces = []
+    train_step = maml.train_step
+
+    def counting_train_step(data):
+        traces.append(1)  # Python code runs only while tracing
+        return train_step(data)
+
+    maml.train_step = counting_train_step
+    return traces

@@ -8,8 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
-from conftest import directional_derivatives, random_episodes
-from test_maml import conv_net, loss_for, mlp
+from conftest import conv_net, directional_derivatives, loss_for, mlp, random_episodes
 from tfmeta import cli
 from tfmeta.experiments import config as run_config
 from tfmeta.experiments.omniglot import run_name

@@ -5,76 +5,33 @@ import tensorflow as tf
 
 import tfmeta
 from tfmeta.algorithms import MAML, adapt, adapt_and_predict
-from tfmeta.layers import MetaBatchNormalization
 
-
-def mlp(dtype="float32", seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((2,), dtype=dtype)
-    x = keras.layers.Dense(6, activation="softplus", dtype=dtype)(inputs)
-    x = keras.layers.Dense(6, activation="tanh", dtype=dtype)(x)
-    return keras.Model(inputs, keras.layers.Dense(3, dtype=dtype)(x))
-
-
-def conv_net(dtype="float32", seed=0, ways=3):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((6, 6, 1), dtype=dtype)
-    x = keras.layers.Conv2D(3, 3, strides=2, padding="same", dtype=dtype)(inputs)
-    x = MetaBatchNormalization(dtype=dtype)(x)
-    x = keras.layers.Activation("softplus", dtype=dtype)(x)
-    x = keras.layers.Flatten(dtype=dtype)(x)
-    return keras.Model(inputs, keras.layers.Dense(ways, dtype=dtype)(x))
-
-
-def classification_episodes(example_shape, tasks=2, ways=3, shots=2, queries=3, seed=0, dtype="float32"):
-    rng = np.random.default_rng(seed)
-    return {
-        "support_x": rng.normal(size=[tasks, ways * shots, *example_shape]).astype(dtype),
-        "support_y": np.tile(np.repeat(np.arange(ways), shots), [tasks, 1]).astype(np.int32),
-        "query_x": rng.normal(size=[tasks, ways * queries, *example_shape]).astype(dtype),
-        "query_y": np.tile(np.repeat(np.arange(ways), queries), [tasks, 1]).astype(np.int32),
-    }
-
-
-def task(episodes, t):
-    return {key: tf.constant(value[t]) for key, value in episodes.items()}
-
-
-def loss_for(dtype):
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
+from conftest import conv_net, directional_derivatives, loss_for, mlp, random_episodes, task, traced_steps
 
 
 def meta_gradient_and_finite_difference(model, episode, steps, first_order=False):
     """The meta-gradient and its central differences along 3 random directions, float64."""
     loss = loss_for("float64")
-    params = [tf.constant(v.numpy(), tf.float64) for v in model.trainable_variables]
 
     def meta_loss(params):
         predictions, _ = adapt_and_predict(model, params, [], episode, loss, [0.3] * len(params),
                                            steps, first_order)
         return loss(episode["query_y"], predictions)
 
+    params = [tf.constant(v.numpy(), tf.float64) for v in model.trainable_variables]
     with tf.GradientTape() as tape:
         tape.watch(params)
         value = meta_loss(params)
     gradient = tape.gradient(value, params)
-    rng = np.random.default_rng(1)
-    analytic, numeric = [], []
-    for _ in range(3):
-        direction = [rng.normal(size=p.shape) for p in params]
-        h = 1e-6
-        plus = meta_loss([p + h * d for p, d in zip(params, direction)])
-        minus = meta_loss([p - h * d for p, d in zip(params, direction)])
-        numeric.append(float(plus - minus) / (2 * h))
-        analytic.append(sum(float(tf.reduce_sum(g * d)) for g, d in zip(gradient, direction)))
-    return np.array(analytic), np.array(numeric)
+    return directional_derivatives(lambda values: float(meta_loss([tf.constant(v) for v in values])),
+                                   [p.numpy() for p in params], gradient)
 
 
 @pytest.mark.parametrize("steps", [1, 2])
 @pytest.mark.parametrize("network, shape", [(mlp, (2,)), (conv_net, (6, 6, 1))])
 def test_second_order_meta_gradient_matches_finite_differences(network, shape, steps):
     model = network("float64")
-    episode = task(classification_episodes(shape, dtype="float64"), 0)
+    episode = task(random_episodes(shape, dtype="float64"), 0)
     analytic, numeric = meta_gradient_and_finite_difference(model, episode, steps)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
 
@@ -82,7 +39,7 @@ def test_second_order_meta_gradient_matches_finite_differences(network, shape, s
 @pytest.mark.parametrize("network, shape", [(mlp, (2,)), (conv_net, (6, 6, 1))])
 def test_first_order_gradient_differs_from_second_order_and_is_the_query_gradient_at_fast_weights(network, shape):
     model = network("float64")
-    episode = task(classification_episodes(shape, dtype="float64"), 0)
+    episode = task(random_episodes(shape, dtype="float64"), 0)
     second, numeric = meta_gradient_and_finite_difference(model, episode, 1)
     first, _ = meta_gradient_and_finite_difference(model, episode, 1, first_order=True)
     assert np.abs(first - second).max() > 1e-3 * np.abs(second).max()
@@ -105,7 +62,7 @@ def test_first_order_gradient_differs_from_second_order_and_is_the_query_gradien
 def test_query_predictions_use_the_fast_weights():
     """The tutorial's bug: fast weights computed, then the query scored with θ."""
     model = mlp()
-    episodes = classification_episodes((2,), tasks=1)
+    episodes = random_episodes((2,), tasks=1)
     maml = MAML(model, inner_lr=0.5, inner_steps=1)
     adapted = maml(episodes)[0].numpy()
 
@@ -123,7 +80,7 @@ def test_query_predictions_use_the_fast_weights():
 
 
 def test_inner_steps_are_honoured():
-    episodes = classification_episodes((2,), tasks=1)
+    episodes = random_episodes((2,), tasks=1)
     predictions = {}
     for steps in (0, 1, 2, 3):
         maml = MAML(mlp(), inner_lr=0.5, inner_steps=1, eval_inner_steps=steps)
@@ -142,7 +99,7 @@ def test_inner_steps_are_honoured():
 
 
 def test_a_train_step_applies_the_mean_of_per_task_meta_gradients():
-    episodes = classification_episodes((6, 6, 1), tasks=3)
+    episodes = random_episodes((6, 6, 1), tasks=3)
     maml = MAML(conv_net(), inner_lr=0.3, inner_steps=2)
     maml.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0))
     before = [v.numpy() for v in maml.trainable_variables]
@@ -161,7 +118,7 @@ def test_a_train_step_applies_the_mean_of_per_task_meta_gradients():
 
 
 def test_learned_inner_learning_rates_start_at_inner_lr_and_are_meta_trained():
-    episodes = classification_episodes((2,), tasks=2)
+    episodes = random_episodes((2,), tasks=2)
     fixed = MAML(mlp(), inner_lr=0.4)
     learned = MAML(mlp(), inner_lr=0.4, learn_inner_lr=True)
     assert len(learned.inner_lrs) == len(learned.backbone.trainable_variables)
@@ -173,21 +130,8 @@ def test_learned_inner_learning_rates_start_at_inner_lr_and_are_meta_trained():
     assert any(np.abs(lr.numpy() - 0.4).max() > 1e-6 for lr in learned.inner_lrs)
 
 
-def traced_steps(maml):
-    """A list that grows by one each time `maml`'s train step is traced."""
-    traces = []
-    train_step = maml.train_step
-
-    def counting_train_step(data):
-        traces.append(1)  # Python code runs only while tracing
-        return train_step(data)
-
-    maml.train_step = counting_train_step
-    return traces
-
-
 def test_train_step_is_not_retraced_from_step_to_step():
-    episodes = classification_episodes((2,), tasks=2)
+    episodes = random_episodes((2,), tasks=2)
     maml = MAML(mlp())
     maml.compile(optimizer="adam")
     traces = traced_steps(maml)
@@ -240,14 +184,14 @@ def test_stock_batch_norm_is_refused_in_second_order_and_updated_in_first_order(
     maml.compile(optimizer="sgd")
     moving_mean = backbone.get_layer("stock_bn").moving_mean
     before = moving_mean.numpy().copy()
-    maml.fit(tf.data.Dataset.from_tensors(classification_episodes((2,))), verbose=0)
+    maml.fit(tf.data.Dataset.from_tensors(random_episodes((2,))), verbose=0)
     assert np.abs(moving_mean.numpy() - before).max() > 0
 
 
 def test_keras_saving_round_trip(tmp_path):
     maml = MAML(conv_net(), inner_lr=0.3, inner_steps=2, eval_inner_steps=3, learn_inner_lr=True)
     maml.compile(optimizer="adam")
-    episodes = classification_episodes((6, 6, 1))
+    episodes = random_episodes((6, 6, 1))
     maml.fit(tf.data.Dataset.from_tensors(episodes), verbose=0)
     maml.save(tmp_path / "maml.keras")
     restored = keras.models.load_model(tmp_path / "maml.keras")
@@ -272,7 +216,7 @@ def test_keras_saving_round_trip(tmp_path):
     ],
 )
 def test_bad_episodes_are_named_before_training(change, message):
-    episodes = classification_episodes((2,))
+    episodes = random_episodes((2,))
     change(episodes)
     maml = MAML(mlp())
     maml.compile(optimizer="adam")
@@ -289,7 +233,7 @@ def test_unbatched_episodes_are_named():
 
 
 def test_out_of_range_labels_fail_inside_the_graph_too():
-    episodes = classification_episodes((2,))
+    episodes = random_episodes((2,))
     episodes["query_y"][0, 0] = 3
     maml = MAML(mlp())
     maml.compile(optimizer="adam")
@@ -332,7 +276,7 @@ def test_classifier_or_regressor_is_decided_explicitly():
     assert maml.is_classifier and tfmeta.serving.model_card(maml, 1)["task"] == "classification"
     maml.compile(optimizer="sgd")
     assert [m.name for m in maml.metrics if m.name == "compile_metrics"]  # accuracy is reported
-    bad = classification_episodes((2,))
+    bad = random_episodes((2,))
     bad["query_y"][0, 0] = 3
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"query_y holds a label outside \[0, ways=3\)"):
         maml.train_on_batch(bad)
@@ -352,7 +296,7 @@ def dropout_net(rate=0.5, seed=0):
 
 
 def identical_tasks(tasks=2):
-    episodes = classification_episodes((2,), tasks=1)
+    episodes = random_episodes((2,), tasks=1)
     return {key: np.repeat(value, tasks, axis=0) for key, value in episodes.items()}
 
 
@@ -397,7 +341,7 @@ def test_the_learned_inner_rates_get_the_finite_difference_gradient():
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
     maml = MAML(mlp("float64"), inner_lr=0.3, inner_steps=2, learn_inner_lr=True, loss=loss)
     maml.compile(optimizer=keras.optimizers.SGD(1.0), run_eagerly=True)  # the same step, without tracing
-    episodes = classification_episodes((2,), tasks=2, dtype="float64")
+    episodes = random_episodes((2,), tasks=2, dtype="float64")
     params = [tf.constant(v.numpy()) for v in maml.backbone.trainable_variables]
     rates = [lr.numpy() for lr in maml.inner_lrs]
 
@@ -427,7 +371,7 @@ def test_first_order_stock_batch_norm_statistics_are_the_task_average_of_the_que
     backbone = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Activation("tanh")(x)))
     maml = MAML(backbone, inner_lr=0.5, inner_steps=1, first_order=True)
     maml.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True)
-    episodes = classification_episodes((2,), tasks=3)
+    episodes = random_episodes((2,), tasks=3)
     bn = backbone.get_layer("stock_bn")
     old_mean, old_var = bn.moving_mean.numpy(), bn.moving_variance.numpy()
     params = [v.value for v in backbone.trainable_variables]

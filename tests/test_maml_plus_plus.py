@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import directional_derivatives, random_episodes
-from test_maml import loss_for, mlp, task, traced_steps
+from conftest import directional_derivatives, loss_for, mlp, random_episodes, task, traced_steps
 from tfmeta.algorithms import MAML, adapt, adapt_and_predict, maml_plus_plus_config, multi_step_loss_weights
 from tfmeta.layers import MetaBatchNormalization, inner_step
 
