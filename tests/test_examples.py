@@ -64,3 +64,26 @@ def test_maml_sinusoid_reports_errors_and_draws_the_figure(tmp_path):
     assert results["mse_10_steps"] != results["mse_0_steps"]
     assert (tmp_path / "adaptation.png").stat().st_size > 10_000
     assert (tmp_path / "learning_curve.png").is_file()
+
+
+def test_maml_plus_plus_ablation_rows_differ_from_the_base_by_their_switch_alone():
+    ablation = load_example("maml_plus_plus_ablation")
+    args = ablation.parse_args(["--iterations", "750"])
+    configs = {row: vars(ablation.row_config(args, row)[0]) for row in args.rows}
+    base = configs.pop("maml")
+
+    def changed(config):
+        return {key for key in base.keys() | config.keys() if key != "output_dir" and config.get(key) != base.get(key)}
+
+    expected = {"multi-step-loss": {"multi_step_loss_iterations"}, "per-step-bn": {"per_step_bn"},
+                "per-step-bn-statistics": {"per_step_bn", "per_step_bn_statistics"},
+                "learned-per-step-inner-lr": {"learn_per_step_inner_lr"},
+                "first-order-warm-up": {"first_order_iterations"}, "cosine-lr": {"cosine_lr_to"},
+                "maml-plus-plus": {"maml_plus_plus", "multi_step_loss_iterations", "per_step_bn",
+                                   "per_step_bn_statistics", "learn_per_step_inner_lr", "cosine_lr_to"}}
+    assert {row: changed(config) for row, config in configs.items()} == expected
+    # Every switch alone takes the value the full preset gives it.
+    for row in ("multi-step-loss", "per-step-bn-statistics", "learned-per-step-inner-lr", "cosine-lr"):
+        assert all(configs[row][key] == configs["maml-plus-plus"][key] for key in expected[row])
+    with pytest.raises(SystemExit):
+        ablation.parse_args(["--rows", "dropout"])
