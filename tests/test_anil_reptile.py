@@ -203,11 +203,12 @@ def test_reptile_trains_from_the_command_line_and_exports_with_its_name(omniglot
     # In process: the Omniglot read is shared with the suite's other tests.
     assert cli.main(list(map(str, [
         "train", "--algorithm", "reptile", "--ways", 3, "--meta-batch", 2, "--queries", 2, "--inner-steps", 1,
-        "--eval-inner-steps", 2, "--iterations", 2, "--iterations-per-epoch", 1, "--val-episodes", 2,
+        "--inner-batch", 3, "--eval-inner-steps", 2, "--iterations", 2, "--iterations-per-epoch", 1, "--val-episodes", 2,
         "--test-episodes", 5, "--data-dir", omniglot_dir, "--output-dir", run]))) == 0
     cli.main(["export", str(run / "model.keras"), str(tmp_path / "served")])
     card = json.loads((tmp_path / "served" / "model.json").read_text())
     assert (card["algorithm"], card["class"], card["maml"]["inner_steps"]) == ("Reptile", "tfmeta.Reptile", 2)
+    assert (card["maml"]["training_inner_steps"], card["maml"]["training_inner_batch_size"]) == (1, 3)
     model = keras.models.load_model(run / "model.keras")
     assert isinstance(model.optimizer, keras.optimizers.SGD)
     episodes = random_episodes((28, 28, 1), ways=3, shots=1, pixels=True)

@@ -1,8 +1,8 @@
 """Export to a SavedModel that TF Serving serves, with adaptation and prediction inside the graph.
 
 The served graph takes a task (support set and query set) and returns
-predictions: for MAML the inner-loop adaptation runs in it; for metric models
-the embedding and the attention or prototypes do. Nobody serving the model
+predictions: for MAML, ANIL and Reptile the inner-loop adaptation runs in it;
+for metric models the embedding and the attention or prototypes do. Nobody serving the model
 needs Python, tfmeta or Keras.
 
 The serving contract of a classifier, signature `serving_default`, one task:
@@ -11,7 +11,7 @@ The serving contract of a classifier, signature `serving_default`, one task:
   `query_x` float32 `[Q, *example_shape]`;
 - outputs: `probabilities` float32 `[Q, N]`, `classes` int64 `[Q]`.
 
-N is fixed by the head for MAML (support labels in `[0, N)`) and is
+N is fixed by the head for MAML, ANIL and Reptile (support labels in `[0, N)`) and is
 `max(support_y) + 1` for metric models (labels exactly `0..N-1`, each
 present). `serving_tasks` takes and returns the same with a leading task axis
 `[T, ...]`. Metric models also export `embed` (`x` -> `embeddings`). A MAML
@@ -139,7 +139,7 @@ def _input_signature(model, batched):
 def _check_arguments(model, version, inner_steps, input_range):
     if not isinstance(model, (MAML, MetricLearner)):
         raise ValueError(
-            "Only tfmeta models export for serving (MAML, MatchingNetwork, PrototypicalNetwork); "
+            "Only tfmeta models export for serving (MAML, ANIL, Reptile, MatchingNetwork, PrototypicalNetwork); "
             f"received {type(model).__name__}."
         )
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -170,7 +170,8 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
     Serving instance watching `base_dir` never loads half a model.
 
     Args:
-        model: a `tfmeta.MAML`, `MatchingNetwork` or `PrototypicalNetwork`.
+        model: a `tfmeta.MAML` (or its subclasses `ANIL` and `Reptile`), `MatchingNetwork` or
+            `PrototypicalNetwork`.
         base_dir: the model's directory, TF Serving's `--model_base_path`.
         version: the version number (a positive integer).
         inner_steps: MAML only: inner steps baked into the served graph
@@ -264,6 +265,9 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
             "learned_inner_lr": model.learn_inner_lr,
             "learned_per_step_inner_lr": model.learn_per_step_inner_lr,
             "first_order_training": model.first_order,
+            "training_inner_steps": model.inner_steps,
+            # Reptile's inner steps may each take a slice of the task (None: the whole task every step).
+            "training_inner_batch_size": getattr(model, "inner_batch_size", None),
             # What the inner loop adapts: every weight, or (ANIL) the named ones.
             "adapts": "all weights" if all(model._adapted) else
                       [v.path for v, adapted in zip(model.backbone.trainable_variables, model._adapted) if adapted],
