@@ -1,12 +1,15 @@
 """Builds a few-shot text corpus from Debian's package index: package descriptions labelled by Section.
 
     python examples/text/prepare_debian_packages.py [PACKAGES] [--output data/debian-packages]
+    python examples/text/prepare_debian_packages.py --translations --max-words 60 \
+        --output data/debian-packages-long
 
 PACKAGES is an apt `Packages` index (plain, .gz, .xz or .lz4); by default the one `apt-get update` leaves for
 Debian 12 (bookworm) main on amd64. Writes `train.tsv.gz`, `validation.tsv.gz` and `test.tsv.gz` of
 `section<TAB>description` lines (read them with `tfmeta.data.read_labelled_lines`): the text is a package's
-Description field (in apt's index, only the one-line synopsis; the long descriptions live in separate
-Translation files), duplicate texts are kept once, texts that appear under several sections are dropped,
+Description field (in apt's index, only the one-line synopsis; with --translations, the synopsis and long
+description from apt's `Translation-en` index, matched by package name and Description-md5, cut to the first
+--max-words words), duplicate texts are kept once, texts that appear under several sections are dropped,
 sections with fewer than --min-per-class texts are dropped, and the sections are split at random (--seed) into
 disjoint train / validation / test classes. Also writes `splits.json`, the sections of each split and their sizes.
 Needs only the Python standard library (and the `lz4` command or apt's own apt-helper for an .lz4 index).
@@ -24,6 +27,7 @@ import shutil
 import subprocess
 
 DEFAULT_PACKAGES = "/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages.lz4"
+DEFAULT_TRANSLATIONS = "/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_i18n_Translation-en.lz4"
 APT_HELPER = "/usr/lib/apt/apt-helper"
 SPLITS = ("train", "validation", "test")
 
@@ -68,23 +72,71 @@ def description_text(description):
     return " ".join(" ".join(lines).split())  # one line, no tabs
 
 
-def labelled_texts(index):
-    """`{section: [text, ...]}`: each distinct description once, under the one section it appears in."""
-    sections_of = collections.defaultdict(set)
+def long_descriptions(translations):
+    """`{(package, description md5): full description}` from a `Translation-en` index."""
+    return {(fields["Package"], fields["Description-md5"]): fields["Description-en"]
+            for fields in stanzas(translations)
+            if {"Package", "Description-md5", "Description-en"} <= fields.keys()}
+
+
+# Debtags facets that say what a package is about (not its interface, role, toolkit or language).
+TOPICAL_FACETS = ("accessibility", "admin", "biology", "culture", "devel", "field", "game", "hardware", "junior",
+                  "mail", "made-of", "network", "office", "privacy", "protocol", "science", "security", "sound",
+                  "system", "use", "web", "works-with", "works-with-format")
+
+
+def section_label(fields):
+    """A package's Section, without its archive area: "contrib/net" is "net"."""
+    return fields["Section"].split("/")[-1] if "Section" in fields else None
+
+
+def topical_tags(fields):
+    """The debtags of `TOPICAL_FACETS` of a package (those still marked TODO left out)."""
+    tags = (tag.strip() for tag in fields.get("Tag", "").replace("\n", " ").split(","))
+    return [tag for tag in tags if tag.split("::")[0] in TOPICAL_FACETS and "TODO" not in tag]
+
+
+def rarest_tag_labeller(all_fields):
+    """`label(fields)`: the package's least frequent topical tag (ties by name), None without one.
+
+    One label per package keeps the classes disjoint; the rarest tag is the most specific (a package tagged
+    `use::gameplaying` and `game::chess` is a chess package).
+    """
+    frequency = collections.Counter(tag for fields in all_fields for tag in topical_tags(fields))
+
+    def label(fields):
+        tags = topical_tags(fields)
+        return min(tags, key=lambda tag: (frequency[tag], tag)) if tags else None
+
+    return label
+
+
+def labelled_texts(index, long_description_of=None, max_words=None, label="section"):
+    """`{label: [text, ...]}`: each distinct description once, under the one label it appears with.
+
+    `label` is "section" (the package's Section) or "debtags" (its rarest topical debtag, see
+    `rarest_tag_labeller`). With `long_description_of` (see `long_descriptions`), a package's text is its long
+    description where the translations have it (its synopsis otherwise), cut to `max_words` words.
+    """
+    all_fields = list(stanzas(index))
+    label_of = section_label if label == "section" else rarest_tag_labeller(all_fields)
+    labels_of = collections.defaultdict(set)
     order = []
-    for fields in stanzas(index):
-        if "Section" not in fields or not fields.get("Description"):
+    for fields in all_fields:
+        name = label_of(fields)
+        if name is None or not fields.get("Description"):
             continue
-        section = fields["Section"].split("/")[-1]  # "contrib/net" is section "net"
-        text = description_text(fields["Description"])
-        if text not in sections_of:
+        description = (long_description_of or {}).get((fields.get("Package"), fields.get("Description-md5")),
+                                                       fields["Description"])
+        text = " ".join(description_text(description).split()[:max_words])
+        if text not in labels_of:
             order.append(text)
-        sections_of[text].add(section)
-    by_section = collections.defaultdict(list)
+        labels_of[text].add(name)
+    by_label = collections.defaultdict(list)
     for text in order:
-        if len(sections_of[text]) == 1:
-            by_section[next(iter(sections_of[text]))].append(text)
-    return by_section
+        if len(labels_of[text]) == 1:
+            by_label[next(iter(labels_of[text]))].append(text)
+    return by_label
 
 
 def split_sections(sections, fractions, seed):
@@ -109,6 +161,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("packages", nargs="?", default=DEFAULT_PACKAGES,
                         help="an apt Packages index (default: %(default)s)")
+    parser.add_argument("--translations", nargs="?", const=DEFAULT_TRANSLATIONS,
+                        help="a Translation-en index whose long descriptions replace the synopses (given without "
+                             f"a path: {DEFAULT_TRANSLATIONS})")
+    parser.add_argument("--label", choices=("section", "debtags"), default="section",
+                        help="the class of a package: its Section, or its rarest debtag of the topical facets "
+                             "(packages without one are left out) (default: %(default)s)")
+    parser.add_argument("--max-words", type=int, help="cut each text to its first N words (default: no cut)")
     parser.add_argument("--output", default="data/debian-packages", help="output folder (default: %(default)s)")
     parser.add_argument("--min-per-class", type=int, default=40,
                         help="drop sections with fewer distinct descriptions (default: %(default)s)")
@@ -118,7 +177,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the split of the sections (default: 0)")
     args = parser.parse_args(argv)
 
-    by_section = labelled_texts(read_index(args.packages))
+    long_description_of = long_descriptions(read_index(args.translations)) if args.translations else None
+    by_section = labelled_texts(read_index(args.packages), long_description_of, args.max_words, args.label)
     kept = {section: texts for section, texts in by_section.items() if len(texts) >= args.min_per_class}
     splits = split_sections(kept, args.fractions, args.seed)
     output = pathlib.Path(args.output)
@@ -127,15 +187,18 @@ def main(argv=None):
         write_lines(output / f"{name}.tsv.gz", kept, sections)
     record = {
         "source": pathlib.Path(args.packages).name,
+        **({"translations": pathlib.Path(args.translations).name, "max_words": args.max_words}
+           if args.translations else {}),
+        "label": args.label,
         "min_per_class": args.min_per_class,
         "seed": args.seed,
-        "dropped_sections": {section: len(texts) for section, texts in sorted(by_section.items())
+        "dropped_classes": {section: len(texts) for section, texts in sorted(by_section.items())
                              if section not in kept},
         **{name: {section: len(kept[section]) for section in sections} for name, sections in splits.items()},
     }
     (output / "splits.json").write_text(json.dumps(record, indent=2) + "\n")
     for name, sections in splits.items():
-        print(f"{name}: {len(sections)} sections, {sum(len(kept[s]) for s in sections)} descriptions")
+        print(f"{name}: {len(sections)} classes, {sum(len(kept[s]) for s in sections)} descriptions")
 
 
 if __name__ == "__main__":
