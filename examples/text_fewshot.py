@@ -27,7 +27,7 @@ import tfmeta
 from tfmeta.baselines import tfidf_nearest_prototype
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments.reporting import command_line, portable_path
-from tfmeta.models.text import text_conv_embedding
+from tfmeta.models.text import text_conv_embedding, text_tfidf_embedding
 
 ALGORITHMS = ("protonet", "matching", "matching-fce", "tfidf")
 NAMES = {"protonet": "Prototypical Networks", "matching": "Matching Networks",
@@ -49,6 +49,13 @@ def parse_config(argv=None):
                         help="validations during training; the best epoch's weights are kept (default: %(default)s)")
     parser.add_argument("--meta-batch", type=int, default=4, help="episodes per step (default: %(default)s)")
     parser.add_argument("--meta-lr", type=float, default=1e-3, help="Adam's learning rate (default: %(default)s)")
+    parser.add_argument("--embedding", choices=("conv", "tfidf"), default="conv",
+                        help="tfidf: TF-IDF with learned term weights and similarities "
+                             "(tfmeta.models.text_tfidf_embedding); conv: a convolutional network over token "
+                             "embeddings (tfmeta.models.text_conv_embedding) (default: %(default)s)")
+    parser.add_argument("--projection-dim", type=int, default=0,
+                        help="tfidf embedding: features of the learned term projection (default: %(default)s)")
+    parser.add_argument("--dropout", type=float, default=0.1, help="embedding dropout (default: %(default)s)")
     parser.add_argument("--vocabulary-size", type=int, default=20000, help="default: %(default)s")
     parser.add_argument("--sequence-length", type=int, default=32, help="tokens read per text (default: %(default)s)")
     parser.add_argument("--val-episodes", type=int, default=200, help="default: %(default)s")
@@ -61,15 +68,13 @@ def parse_config(argv=None):
     return config
 
 
-def read_splits(folder):
-    folder = pathlib.Path(folder)
-    return {name: tfmeta.data.read_labelled_lines(folder / f"{name}.tsv.gz")
-            for name in ("train", "validation", "test")}
-
-
 def build_model(config, training_texts):
-    embedding = text_conv_embedding(training_texts, vocabulary_size=config.vocabulary_size,
-                                    sequence_length=config.sequence_length)
+    if config.embedding == "tfidf":
+        embedding = text_tfidf_embedding(training_texts, vocabulary_size=config.vocabulary_size,
+                                         projection_dim=config.projection_dim, dropout=config.dropout)
+    else:
+        embedding = text_conv_embedding(training_texts, vocabulary_size=config.vocabulary_size,
+                                        sequence_length=config.sequence_length, dropout=config.dropout)
     if config.algorithm == "protonet":
         return tfmeta.PrototypicalNetwork(embedding)
     # Cosines lie in [-1, 1]: a learned temperature lets the attention sharpen (Snell et al. 2017, appendix).
@@ -105,7 +110,7 @@ def accuracy_record(accuracies):
 def train_and_evaluate(config):
     """Trains (unless the algorithm is the baseline) and evaluates; returns the results record."""
     start = time.time()
-    splits = read_splits(config.data)
+    splits = tfmeta.data.read_text_splits(config.data)
     for name, data in splits.items():
         print(f"{name}: {data}")
     baseline = tfidf_nearest_prototype(splits["train"].texts, config.vocabulary_size)

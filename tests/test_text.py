@@ -18,7 +18,8 @@ from test_serving import CLIENT, rest_request_code
 from tfmeta.data import (LabelledData, LabelledText, episodes, evaluation_episodes, load_clinc_oos,
                          read_labelled_lines, read_text_folders)
 from tfmeta.baselines import tfidf_nearest_prototype
-from tfmeta.models.text import text_conv_embedding
+from tfmeta import cli
+from tfmeta.models.text import TermReweighting, text_conv_embedding, text_tfidf_embedding
 from tfmeta.serving import export_saved_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -281,7 +282,7 @@ def test_the_debian_corpus_script_labels_dedupes_and_splits_by_section(tmp_path)
                         "--fractions", "0.5", "0.0"])
     splits = json.loads((tmp_path / "out/splits.json").read_text())
     # "tetris" is under two sections: dropped; "sound" keeps 1 text, too few.
-    assert splits["dropped_sections"] == {"sound": 1} and splits["validation"] == {}
+    assert splits["dropped_classes"] == {"sound": 1} and splits["validation"] == {}
     assert sorted([*splits["train"], *splits["test"]]) == ["games", "net"]
     lines = {name: gzip.open(tmp_path / f"out/{name}.tsv.gz", "rt").read().splitlines() for name in ("train", "test")}
     assert sorted(lines["train"] + lines["test"]) == [
@@ -289,8 +290,9 @@ def test_the_debian_corpus_script_labels_dedupes_and_splits_by_section(tmp_path)
         "net\tweb browser"]
 
 
-def test_the_committed_debian_corpus_matches_its_record():
-    folder = REPO / "data/debian-packages"
+@pytest.mark.parametrize("corpus", ["debian-packages", "debian-debtags"])
+def test_the_committed_debian_corpus_matches_its_record(corpus):
+    folder = REPO / "data" / corpus
     splits = json.loads((folder / "splits.json").read_text())
     seen = set()
     for name in ("train", "validation", "test"):
@@ -368,8 +370,9 @@ def test_the_documented_text_rest_body_predicts_what_the_model_does(exported_tex
         export_saved_model(model, path.parent, 2, input_range=(0.0, 1.0))
 
 
-def numpy_tfidf_nearest_mean(training_texts, support_x, support_y, query_x):
-    """TF-IDF (Keras's idf = log(1 + documents / (1 + document frequency))), cosine to the L2-normalised class means."""
+def numpy_tfidf(training_texts):
+    """`(vocabulary, vector(text))`: L2-normalised TF-IDF with Keras's idf = log(1 + documents / (1 + document
+    frequency)), the vocabulary in sorted order."""
     documents = [text.lower().split() for text in training_texts]
     vocabulary = sorted({word for words in documents for word in words})
     frequency = np.array([sum(word in words for words in documents) for word in vocabulary])
@@ -380,6 +383,12 @@ def numpy_tfidf_nearest_mean(training_texts, support_x, support_y, query_x):
         tfidf = np.array([words.count(word) for word in vocabulary]) * idf
         return tfidf / max(np.linalg.norm(tfidf), 1e-12)
 
+    return vocabulary, vector
+
+
+def numpy_tfidf_nearest_mean(training_texts, support_x, support_y, query_x):
+    """TF-IDF, cosine to the L2-normalised class means."""
+    _, vector = numpy_tfidf(training_texts)
     support = np.array([vector(text) for text in support_x])
     means = np.array([support[support_y == label].mean(0) for label in range(support_y.max() + 1)])
     means /= np.linalg.norm(means, axis=1, keepdims=True)
@@ -400,10 +409,8 @@ def test_tfidf_baseline_matches_a_numpy_reference():
 
 
 def test_the_text_example_trains_and_compares_with_tfidf_on_the_same_episodes(tmp_path):
-    data = keyword_text(num_classes=9, per_class=8)
-    for name, classes in (("train", "012"), ("validation", "345"), ("test", "678")):
-        write_lines(tmp_path / f"{name}.tsv.gz", [f"class{c}\t{text}" for c in classes
-                                                  for text in data.texts[data.labels == int(c)]])
+    write_split_folder(tmp_path, keyword_text(num_classes=9, per_class=8),
+                       {"train": "012", "validation": "345", "test": "678"})
     spec = importlib.util.spec_from_file_location("text_fewshot", REPO / "examples/text_fewshot.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
@@ -416,3 +423,217 @@ def test_the_text_example_trains_and_compares_with_tfidf_on_the_same_episodes(tm
     paired = np.array(record["accuracy"]) - record["baseline_on_the_same_episodes"]["accuracy"]
     assert record["minus_baseline"]["accuracy"] == pytest.approx(paired)
     assert len(record["val_accuracy"]) == 2 and record["command"].startswith("python")
+
+
+def keras_vocabulary_order(embedding, vocabulary):
+    """Indices into the sorted `vocabulary` of the embedding's TF-IDF features (Keras orders them by frequency)."""
+    keras_terms = embedding.get_layer("tf_idf").get_vocabulary()[1:]  # 0: out of vocabulary, left out
+    assert sorted(keras_terms) == vocabulary
+    return [vocabulary.index(term) for term in keras_terms]
+
+
+def test_the_tfidf_embedding_starts_at_tfidf_and_reweights_terms_as_a_numpy_reference():
+    data = keyword_text()
+    training_texts = data.texts[::2]
+    vocabulary, vector = numpy_tfidf(training_texts)
+    embedding = text_tfidf_embedding(training_texts, initial_scale=3.0)
+    order = keras_vocabulary_order(embedding, vocabulary)
+    texts = np.array([*data.texts[1:12:3], "KEY0X1 noise3 unseen"])  # upper case, and a word out of vocabulary
+    tfidf = np.array([vector(text) for text in texts])[:, order]
+    np.testing.assert_allclose(embedding(texts).numpy(), 3.0 * tfidf, atol=1e-5)
+
+    reweighting = embedding.get_layer("reweighting")
+    log_weights = np.random.default_rng(0).normal(size=len(order)).astype(np.float32)
+    reweighting.term_log_weights.assign(log_weights)
+    reweighting.log_scale.assign(np.log(2.0))
+    weighted = tfidf * np.exp(log_weights)
+    expected = 2.0 * weighted / np.linalg.norm(weighted, axis=1, keepdims=True)
+    np.testing.assert_allclose(embedding(texts).numpy(), expected, atol=1e-5)
+
+
+def test_the_tfidf_embedding_projection_adds_learned_features():
+    data = keyword_text()
+    vocabulary, vector = numpy_tfidf(data.texts)
+    embedding = text_tfidf_embedding(data.texts, projection_dim=4, initial_scale=1.0)
+    tfidf = np.array([vector(text) for text in data.texts[:5]])[:, keras_vocabulary_order(embedding, vocabulary)]
+    projection = embedding.get_layer("reweighting").projection.numpy()
+    features = np.concatenate([tfidf, tfidf @ projection], axis=1)
+    np.testing.assert_allclose(embedding(data.texts[:5]).numpy(),
+                               features / np.linalg.norm(features, axis=1, keepdims=True), atol=1e-5)
+    assert embedding.output_shape == (None, len(vocabulary) + 4)
+
+
+def test_an_untrained_tfidf_protonet_predicts_the_nearest_tfidf_cosine_with_one_shot():
+    data = keyword_text(num_classes=8)
+    training_texts = data.texts[::3]
+    _, vector = numpy_tfidf(training_texts)
+    model = tfmeta.PrototypicalNetwork(text_tfidf_embedding(training_texts))
+    decided = 0
+    for batch in evaluation_episodes(data, 5, 1, 4, num_episodes=6, meta_batch_size=3).as_numpy_iterator():
+        predicted = model.predict(batch, verbose=0).argmax(-1)
+        for task in range(3):
+            support, query = ([vector(text.decode()) for text in batch[key][task]] for key in ("support_x", "query_x"))
+            cosines = np.array(query) @ np.array(support).T
+            nearest = batch["support_y"][task][cosines.argmax(-1)]
+            # Queries whose nearest support text is tied (e.g. no word in common with any) may go either way.
+            top_two = np.sort(cosines, axis=-1)[:, -2:]
+            clear = top_two[:, 1] - top_two[:, 0] > 1e-4
+            np.testing.assert_array_equal(predicted[task][clear], nearest[clear])
+            decided += clear.sum()
+    assert decided > 0.6 * 6 * 20
+
+
+def test_the_tfidf_embedding_keeps_its_weights_through_saving_and_refuses_bad_arguments(tmp_path):
+    data = keyword_text()
+    model = tfmeta.PrototypicalNetwork(text_tfidf_embedding(data.texts, projection_dim=3))
+    model.compile(optimizer=keras.optimizers.Adam(0.05))
+    model.fit(episodes(data, 3, 1, 2, seed=0, meta_batch_size=2), steps_per_epoch=3, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(loaded.embedding(data.texts[:6]).numpy(), model.embedding(data.texts[:6]).numpy(),
+                               atol=1e-6)
+    assert not np.allclose(model.embedding.get_layer("reweighting").term_log_weights.numpy(), 0.0)
+    with pytest.raises(ValueError, match="projection_dim=-1"):
+        TermReweighting(projection_dim=-1)
+    with pytest.raises(ValueError, match="initial_scale=0"):
+        TermReweighting(initial_scale=0)
+    with pytest.raises(ValueError, match="dropout=1.0"):
+        text_tfidf_embedding(data.texts, dropout=1.0)
+
+
+def write_split_folder(folder, data, classes_of_split, suffix=".tsv.gz"):
+    """`train`, `validation` and `test` files of `data`'s texts of the classes named by digit strings."""
+    folder.mkdir(exist_ok=True)
+    for name, classes in classes_of_split.items():
+        write_lines(folder / f"{name}{suffix}", [f"class{c}\t{text}" for c in classes
+                                                 for text in data.texts[data.labels == int(c)]])
+    return folder
+
+
+def test_text_splits_are_read_from_a_folder_and_must_not_share_classes(tmp_path):
+    data = keyword_text(num_classes=6, per_class=3)
+    folder = write_split_folder(tmp_path / "corpus", data, {"train": "01", "validation": "2", "test": "345"},
+                                suffix=".tsv")
+    splits = tfmeta.data.read_text_splits(folder)
+    assert [splits[name].class_names for name in ("train", "validation", "test")] == [
+        ["class0", "class1"], ["class2"], ["class3", "class4", "class5"]]
+    assert splits["test"].texts.tolist() == data.texts[9:].tolist()
+    write_lines(folder / "validation.tsv.gz", [f"class1\t{text}" for text in data.texts[:2]])  # .gz comes first
+    with pytest.raises(ValueError, match="train and validation splits share 1 class.*'class1'"):
+        tfmeta.data.read_text_splits(folder)
+    (folder / "test.tsv").unlink()
+    with pytest.raises(FileNotFoundError, match="No test file in .*test.tsv.gz or test.tsv"):
+        tfmeta.data.read_text_splits(folder)
+    with pytest.raises(FileNotFoundError, match="No folder at"):
+        tfmeta.data.read_text_splits(tmp_path / "none")
+
+
+TAGGED_PACKAGES = """Package: a
+Section: net
+Tag: use::browsing, role::program, web::browser
+Description: web browser
+Description-md5: aa
+
+Package: b
+Section: net
+Tag: use::browsing, interface::x11
+Description: text browser
+Description-md5: bb
+
+Package: c
+Section: games
+Tag: game::strategy, use::gameplaying
+Description: chess
+Description-md5: cc
+
+Package: d
+Section: games
+Tag: game::strategy, use::gameplaying
+Description: go board game
+Description-md5: dd
+
+Package: e
+Section: games
+Tag: role::program, interface::x11
+Description: no topical tag, left out
+Description-md5: ee
+
+Package: f
+Section: games
+Tag: use::gameplaying, game::TODO
+Description: tetris
+Description-md5: ff
+"""
+
+TRANSLATIONS = """Package: a
+Description-md5: aa
+Description-en: web browser
+ A fast browser for the
+ .
+ world wide web.
+
+Package: c
+Description-md5: cc
+Description-en: chess
+ Plays chess against you at several levels of strength.
+
+Package: d
+Description-md5: other
+Description-en: go board game
+ A long description of another version, not used.
+"""
+
+
+def test_the_debian_corpus_script_labels_by_rarest_topical_debtag_with_long_descriptions(tmp_path):
+    (tmp_path / "Packages").write_text(TAGGED_PACKAGES)
+    (tmp_path / "Translation-en").write_text(TRANSLATIONS)
+    run_prepare_script([str(tmp_path / "Packages"), "--label", "debtags", "--translations",
+                        str(tmp_path / "Translation-en"), "--max-words", "6", "--output", str(tmp_path / "out"),
+                        "--min-per-class", "1", "--fractions", "1.0", "0.0"])
+    lines = gzip.open(tmp_path / "out/train.tsv.gz", "rt").read().splitlines()
+    # web::browser (1 package) is rarer than use::browsing (2), use::gameplaying (3); game::strategy (2) comes
+    # before use::gameplaying; role::, interface:: and TODO tags are not topical.
+    assert sorted(lines) == ["game::strategy\tchess Plays chess against you at",
+                             "game::strategy\tgo board game",
+                             "use::browsing\ttext browser",
+                             "use::gameplaying\ttetris",
+                             "web::browser\tweb browser A fast browser for"]
+    splits = json.loads((tmp_path / "out/splits.json").read_text())
+    assert splits["label"] == "debtags" and splits["max_words"] == 6 and splits["dropped_classes"] == {}
+
+
+TEXT_CLI_FLAGS = {"protonet": [], "matching": [], "matching-fce": ["--fce"]}
+
+
+@pytest.mark.parametrize("name", TEXT_CLI_FLAGS)
+def test_tfmeta_train_on_a_text_folder_compares_with_tfidf_on_the_same_episodes_and_exports(name, tmp_path,
+                                                                                             monkeypatch):
+    data = keyword_text(num_classes=9, per_class=8)
+    write_split_folder(tmp_path / "corpus", data, {"train": "012", "validation": "345", "test": "678"})
+    monkeypatch.chdir(tmp_path)
+    cli.main(["train", "--algorithm", name.split("-")[0], *TEXT_CLI_FLAGS[name], "--dataset", "text:corpus",
+              "--ways", "3", "--queries", "2", "--meta-batch", "2", "--iterations", "4", "--iterations-per-epoch",
+              "2", "--val-episodes", "2", "--test-episodes", "6"])
+    run = tmp_path / "runs" / f"corpus-{name.split('-')[0]}-3w1s"
+    results = json.loads((run / "results.json").read_text())
+    assert results["embedding"] == "text_tfidf_embedding" and results["config"]["meta_lr"] == 0.01
+    assert results["algorithm"] == {"protonet": "Prototypical Networks", "matching": "Matching Networks",
+                                    "matching-fce": "Matching Networks (FCE)"}[name]
+    test = tfmeta.data.read_labelled_lines("corpus/test.tsv.gz")
+    baseline = tfidf_nearest_prototype(tfmeta.data.read_labelled_lines("corpus/train.tsv.gz").texts)
+    correct = [np.mean(baseline(b["support_x"], b["support_y"], b["query_x"]).numpy() == b["query_y"], axis=-1)
+               for b in evaluation_episodes(test, 3, 1, 2, 6, meta_batch_size=3).as_numpy_iterator()]
+    assert results["baseline_accuracy"] == pytest.approx(np.mean(correct))
+    assert results["minus_baseline"] == pytest.approx(results["accuracy"] - results["baseline_accuracy"])
+    cli.main(["export", str(run / "model.keras"), "served"])
+    card = json.loads((tmp_path / "served/model.json").read_text())
+    assert card["input_dtype"] == "string" and card["baseline"] == "TF-IDF nearest class mean"
+    assert card["baseline_accuracy"] == results["baseline_accuracy"] and card["accuracy"] == results["accuracy"]
+
+
+def test_tfmeta_train_refuses_maml_on_text_and_names_a_bad_text_folder(tmp_path):
+    with pytest.raises(SystemExit, match="text corpora train matching or protonet; received --algorithm maml"):
+        cli.main(["train", "--algorithm", "maml", "--dataset", f"text:{tmp_path}"])
+    with pytest.raises(SystemExit, match="No train file in"):
+        cli.main(["train", "--algorithm", "protonet", "--dataset", f"text:{tmp_path}",
+                  "--output-dir", str(tmp_path / "run")])

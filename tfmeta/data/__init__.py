@@ -8,7 +8,7 @@ from tfmeta.data.lake_runs import load_lake_runs
 from tfmeta.data.omniglot import SPLITS as OMNIGLOT_SPLITS
 from tfmeta.data.omniglot import load_omniglot
 from tfmeta.data.sinusoid import sinusoid_tasks
-from tfmeta.data.text import LabelledText, load_clinc_oos, read_labelled_lines, read_text_folders
+from tfmeta.data.text import LabelledText, load_clinc_oos, read_labelled_lines, read_text_folders, read_text_splits
 
 __all__ = [
     "LabelledData",
@@ -28,6 +28,7 @@ __all__ = [
     "read_class_split",
     "read_labelled_lines",
     "read_text_folders",
+    "read_text_splits",
     "sinusoid_tasks",
     "split_classes",
 ]

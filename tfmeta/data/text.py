@@ -93,6 +93,45 @@ def read_labelled_lines(path, min_per_class=2):
     return _grouped(texts, names, min_per_class, str(path))
 
 
+TEXT_SPLITS = ("train", "validation", "test")
+
+
+def read_text_splits(folder, min_per_class=2):
+    """Reads a corpus split by class: `{"train", "validation", "test"}` -> `LabelledText`.
+
+    `folder` holds `train.tsv.gz`, `validation.tsv.gz` and `test.tsv.gz`
+    (or the same names without `.gz`) of `label<TAB>text` lines, as
+    `read_labelled_lines` reads them; their classes must be disjoint (the
+    test measures classes never trained on).
+
+    Raises:
+        FileNotFoundError: naming a missing folder or file.
+        ValueError: a bad line (named by `read_labelled_lines`), or a class
+            name in two splits.
+
+    Example:
+        >>> splits = read_text_splits("data/debian-packages")
+    """
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No folder at {folder}: expected train.tsv.gz, validation.tsv.gz and test.tsv.gz "
+                                "of `label<TAB>text` lines.")
+    splits = {}
+    for name in TEXT_SPLITS:
+        candidates = [folder / f"{name}.tsv.gz", folder / f"{name}.tsv"]
+        path = next((candidate for candidate in candidates if candidate.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"No {name} file in {folder}: expected {candidates[0].name} or "
+                                    f"{candidates[1].name} (`label<TAB>text` lines).")
+        splits[name] = read_labelled_lines(path, min_per_class)
+    for first, second in ((0, 1), (0, 2), (1, 2)):
+        shared = sorted(set(splits[TEXT_SPLITS[first]].class_names) & set(splits[TEXT_SPLITS[second]].class_names))
+        if shared:
+            raise ValueError(f"{folder}: the {TEXT_SPLITS[first]} and {TEXT_SPLITS[second]} splits share "
+                             f"{len(shared)} class(es), e.g. {shared[0]!r}; split a corpus by class.")
+    return splits
+
+
 def read_text_folders(path, min_per_class=2):
     """Reads one folder per class of UTF-8 `.txt` files, one example per file, into `LabelledText`.
 

@@ -9,6 +9,14 @@ def _check_positive_int(name, value):
         raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
 
 
+def _checked_training_texts(training_texts):
+    training_texts = np.asarray(training_texts, dtype=object)
+    if training_texts.ndim != 1 or training_texts.size == 0:
+        raise ValueError("`training_texts` must be a non-empty sequence of strings (the texts the vocabulary is "
+                         f"learned from); received shape {training_texts.shape}.")
+    return training_texts
+
+
 def text_conv_embedding(training_texts, vocabulary_size=20000, sequence_length=48, embedding_dim=64, filters=128,
                         kernel_size=3, blocks=2, output_dim=128, dropout=0.1, name="text_conv_embedding"):
     """A 1-D convolutional text embedding whose input is a batch of raw strings `[batch]`.
@@ -45,10 +53,7 @@ def text_conv_embedding(training_texts, vocabulary_size=20000, sequence_length=4
         _check_positive_int(argument, locals()[argument])
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"`dropout` must lie in [0, 1); received dropout={dropout!r}.")
-    training_texts = np.asarray(training_texts, dtype=object)
-    if training_texts.ndim != 1 or training_texts.size == 0:
-        raise ValueError("`training_texts` must be a non-empty sequence of strings (the texts the vocabulary is "
-                         f"learned from); received shape {training_texts.shape}.")
+    training_texts = _checked_training_texts(training_texts)
     vectorize = keras.layers.TextVectorization(max_tokens=vocabulary_size, output_sequence_length=sequence_length,
                                                name="tokens")
     vectorize.adapt(training_texts.astype(str))
@@ -65,3 +70,103 @@ def text_conv_embedding(training_texts, vocabulary_size=20000, sequence_length=4
         x = keras.layers.Conv1D(filters, kernel_size, padding="same", activation="relu", name=f"conv{block}")(x)
     x = keras.layers.GlobalMaxPooling1D(name="max_pool")(x * not_padding)
     return keras.Model(texts, keras.layers.Dense(output_dim, name="embedding")(x), name=name)
+
+
+PROJECTION_STDDEV = 0.02
+
+
+@keras.saving.register_keras_serializable(package="tfmeta")
+class TermReweighting(keras.layers.Layer):
+    """Learned term weights and a learned low-rank term similarity on top of L2-normalised TF-IDF vectors.
+
+    Input: TF-IDF vectors `[batch, terms]`. Output: `scale * normalize(
+    concat(x * exp(term_log_weights), x @ projection))` with
+    `x = normalize(input)`. Weights start at 1 and the projection near 0
+    (normal, standard deviation 0.02), so before training the output is
+    close to the L2-normalised TF-IDF vector times `scale`: the model starts
+    from the TF-IDF baseline's geometry, and
+    meta-training can only learn what to change (which words matter, which
+    words mean alike) from there.
+
+    Args:
+        projection_dim: features of the learned projection (0: term weights only).
+        initial_scale: the starting length of the output vectors (learned):
+            Prototypical Networks' logits are minus squared distances, which
+            for unit vectors lie in [-4, 0], too flat for a confident softmax.
+    """
+
+    def __init__(self, projection_dim=0, initial_scale=4.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(projection_dim, bool) or not isinstance(projection_dim, (int, np.integer)) or projection_dim < 0:
+            raise ValueError(f"`projection_dim` must be a non-negative integer; received projection_dim={projection_dim!r}.")
+        if not initial_scale > 0:
+            raise ValueError(f"`initial_scale` must be positive; received initial_scale={initial_scale!r}.")
+        self.projection_dim = int(projection_dim)
+        self.initial_scale = float(initial_scale)
+
+    def build(self, input_shape):
+        terms = input_shape[-1]
+        self.term_log_weights = self.add_weight(shape=(terms,), initializer="zeros", name="term_log_weights")
+        # Small but not zero: with every projection at 0 the distances' gradient with respect to it is 0 too.
+        self.projection = (self.add_weight(shape=(terms, self.projection_dim), name="projection",
+                                           initializer=keras.initializers.RandomNormal(stddev=PROJECTION_STDDEV))
+                           if self.projection_dim else None)
+        self.log_scale = self.add_weight(shape=(), name="log_scale",
+                                         initializer=keras.initializers.Constant(np.log(self.initial_scale)))
+
+    def call(self, inputs):
+        x = keras.ops.normalize(inputs, axis=-1)
+        features = x * keras.ops.exp(self.term_log_weights)
+        if self.projection is not None:
+            features = keras.ops.concatenate([features, keras.ops.matmul(x, self.projection)], axis=-1)
+        return keras.ops.exp(self.log_scale) * keras.ops.normalize(features, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + self.projection_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "projection_dim": self.projection_dim, "initial_scale": self.initial_scale}
+
+
+def text_tfidf_embedding(training_texts, vocabulary_size=20000, projection_dim=0, dropout=0.1, initial_scale=4.0,
+                         name="text_tfidf_embedding"):
+    """A text embedding that starts as TF-IDF and learns term weights and term similarities.
+
+    Raw strings `[batch]` -> `keras.layers.TextVectorization(output_mode=
+    "tf_idf")` (the same standardization, splitting, vocabulary and document
+    frequencies as `tfmeta.baselines.tfidf_nearest_prototype` adapted on
+    the same texts; the out-of-vocabulary count is left out as there) ->
+    dropout of terms during training -> `TermReweighting`. Before
+    meta-training, cosines between embeddings are the baseline's TF-IDF
+    cosines; meta-training learns which words tell classes apart in general
+    (a weight per word) and which words mean alike (a low-rank projection),
+    from the training classes' episodes.
+
+    Args:
+        training_texts: the meta-training texts (vocabulary and document
+            frequencies are learned from them; adapt on training classes only).
+        vocabulary_size: the most frequent tokens kept (out-of-vocabulary included).
+        projection_dim, initial_scale: of `TermReweighting`.
+        dropout: rate at which terms are dropped during training.
+
+    Reference:
+        Salton, Buckley. Term-weighting approaches in automatic text
+        retrieval. Information Processing & Management, 1988.
+
+    Example:
+        >>> train = tfmeta.data.read_labelled_lines("data/debian-packages/train.tsv.gz")
+        >>> protonet = tfmeta.PrototypicalNetwork(text_tfidf_embedding(train.texts))
+    """
+    _check_positive_int("vocabulary_size", vocabulary_size)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"`dropout` must lie in [0, 1); received dropout={dropout!r}.")
+    training_texts = _checked_training_texts(training_texts)
+    vectorize = keras.layers.TextVectorization(max_tokens=vocabulary_size, output_mode="tf_idf", name="tf_idf")
+    vectorize.adapt(training_texts.astype(str))
+
+    texts = keras.Input(shape=(), dtype="string", name="texts")
+    # Column 0 counts all out-of-vocabulary words as one: unrelated unknown words would look alike.
+    terms = vectorize(texts)[:, 1:]
+    terms = keras.layers.Dropout(dropout, name="term_dropout")(terms)
+    reweighted = TermReweighting(projection_dim, initial_scale, name="reweighting")(terms)
+    return keras.Model(texts, reweighted, name=name)
