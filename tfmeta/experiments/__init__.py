@@ -12,6 +12,7 @@ from tfmeta.experiments.config import (
 from tfmeta.experiments.images import is_image_dataset, train_and_evaluate_images
 from tfmeta.experiments.omniglot import build_model, train_and_evaluate_omniglot
 from tfmeta.experiments.sinusoid import train_and_evaluate_sinusoid
+from tfmeta.experiments.text import is_text_dataset, train_and_evaluate_text
 
 
 def train(config):
@@ -27,6 +28,8 @@ def train(config):
             return train_and_evaluate_sinusoid(config)
         if is_image_dataset(config.dataset):
             return train_and_evaluate_images(config)
+        if is_text_dataset(config.dataset):
+            return train_and_evaluate_text(config)
         try:
             return train_and_evaluate_omniglot(config)
         except OmniglotNotFoundError as error:
@@ -42,5 +45,6 @@ __all__ = [
     "train_and_evaluate_images",
     "train_and_evaluate_omniglot",
     "train_and_evaluate_sinusoid",
+    "train_and_evaluate_text",
     "train_parser",
 ]

@@ -34,6 +34,11 @@ DEFAULTS = {
                               "eval_inner_steps": 50, "inner_batch": 10},
     # Image datasets (images:DIR, tfds:NAME): Finn et al.'s miniImageNet MAML settings.
     ("images", "maml"): {"meta_batch": 4, "inner_lr": 0.01, "inner_steps": 5, "eval_inner_steps": 10},
+    # Text corpora (text:DIR): the embedding starts from TF-IDF; a step of 1e-2 moves its term weights in a
+    # few hundred meta-iterations (docs/text.md).
+    ("text", "protonet"): {"meta_batch": 4, "meta_lr": 1e-2, "iterations": 500, "iterations_per_epoch": 100},
+    ("text", "matching"): {"meta_batch": 4, "meta_lr": 1e-2, "iterations": 500, "iterations_per_epoch": 100,
+                           "temperature": 10.0, "learn_temperature": True},
     ("sinusoid", "maml"): {"shots": 10, "queries": 10, "meta_batch": 25, "iterations": 10000,
                            "iterations_per_epoch": 1000, "inner_lr": 0.01, "eval_inner_steps": 1},
 }
@@ -74,8 +79,9 @@ def add_train_flags(parser):
                                                 "(Matching Networks) or protonet (Prototypical Networks); required")
     add_with_default("--dataset", type=dataset_argument, metavar="DATASET",
                      help="omniglot (Vinyals split), sinusoid regression, images:DIR (a folder with one sub-folder "
-                          "of images per class) or tfds:NAME[/CONFIG] (a TFDS image dataset, e.g. tfds:cifar100); "
-                          "see docs/images.md")
+                          "of images per class), tfds:NAME[/CONFIG] (a TFDS image dataset, e.g. tfds:cifar100; see "
+                          "docs/images.md) or text:DIR (train/validation/test.tsv.gz of label<TAB>text lines, split "
+                          "by class; see docs/text.md)")
     add("--data-dir", help=DATA_DIR_HELP)
     add_with_default("--split", choices=("vinyals", "lake"),
                      help="Omniglot: vinyals (train/val/test classes of Vinyals et al.) or lake (train on the "
@@ -170,12 +176,12 @@ def add_train_flags(parser):
 
 
 def dataset_argument(value):
-    """`--dataset`: one of `DATASETS`, `images:DIR` or `tfds:NAME[/CONFIG]`."""
+    """`--dataset`: one of `DATASETS`, `images:DIR`, `tfds:NAME[/CONFIG]` or `text:DIR`."""
     kind, colon, location = value.partition(":")
-    if value in DATASETS or (colon and kind in ("images", "tfds") and location):
+    if value in DATASETS or (colon and kind in ("images", "tfds", "text") and location):
         return value
-    raise argparse.ArgumentTypeError(f"choose from {', '.join(DATASETS)}, images:DIR or tfds:NAME[/CONFIG]; "
-                                     f"received {value!r}")
+    raise argparse.ArgumentTypeError(f"choose from {', '.join(DATASETS)}, images:DIR, tfds:NAME[/CONFIG] or "
+                                     f"text:DIR; received {value!r}")
 
 
 def resolve(args):
@@ -204,8 +210,11 @@ def resolve(args):
     if dataset == "sinusoid" and settings["algorithm"] != "maml":
         raise SystemExit("tfmeta train: sinusoid regression trains MAML only; received "
                          f"--algorithm {settings['algorithm']}")
+    if dataset.startswith("text:") and settings["algorithm"] not in ("matching", "protonet"):
+        raise SystemExit(f"tfmeta train: text corpora train matching or protonet; received --algorithm "
+                         f"{settings['algorithm']}")
     image_dataset = dataset.startswith(("images:", "tfds:"))
-    defaults_of = "images" if image_dataset else dataset
+    defaults_of = "images" if image_dataset else "text" if dataset.startswith("text:") else dataset
     config = {**DEFAULTS["common"], **DEFAULTS.get((defaults_of, settings["algorithm"]), {}), **settings}
     for flag in ("first_order", "learn_inner_lr", "fce", "learn_temperature", "skip_non_finite", "deterministic",
                  "resume", "within_alphabet", "test_last", "augment"):
@@ -244,7 +253,7 @@ def resolve(args):
     prefix = dataset if config["split"] == "vinyals" else f"{dataset}-{config['split']}"
     for key in ("image_size", "channels", "class_split", "backbone", "image_augmentation"):
         config.setdefault(key, None)
-    if image_dataset:  # e.g. runs/cifar100-protonet-5w1s for tfds:cifar100, runs/photos-... for images:photos
+    if image_dataset or dataset.startswith("text:"):  # runs/cifar100-protonet-5w1s for tfds:cifar100, ...
         prefix = pathlib.Path(dataset.split(":", 1)[1].rstrip("/")).name.replace("/", "-")
     config.setdefault("output_dir", f"runs/{prefix}-{config['algorithm']}-{config['ways']}w{config['shots']}s"
                       if dataset != "sinusoid" else f"runs/sinusoid-maml-{config['shots']}shot")

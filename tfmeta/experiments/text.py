@@ -1,0 +1,99 @@
+"""Meta-training on a text corpus split by class: `--dataset text:DIR`."""
+
+import time
+
+import tfmeta
+from tfmeta.baselines import tfidf_nearest_prototype
+from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
+from tfmeta.experiments import reporting
+from tfmeta.experiments.config import compile_for_training
+from tfmeta.experiments.omniglot import build_learner, run_name
+
+BASELINE = "TF-IDF nearest class mean"
+
+
+def is_text_dataset(dataset):
+    """True for the `text:DIR` values of `--dataset`."""
+    return isinstance(dataset, str) and dataset.startswith("text:")
+
+
+def build_text_model(config, training_texts):
+    """The configured metric learner on `tfmeta.models.text_tfidf_embedding`, adapted on the training texts."""
+    return build_learner(config, backbone=None,
+                         embedding=lambda: tfmeta.models.text_tfidf_embedding(training_texts))
+
+
+def accuracies_with_baseline(predict, data, training_texts, ways, shots, queries, num_episodes):
+    """`(accuracies of predict, of the TF-IDF nearest-class-mean baseline)` on the same fixed episodes of `data`;
+    the baseline's vocabulary and document frequencies come from `training_texts`."""
+    def episodes():
+        return tfmeta.data.evaluation_episodes(data, ways, shots, queries, num_episodes,
+                                               meta_batch_size=tfmeta.data.fitting_meta_batch_size(num_episodes))
+
+    baseline = tfidf_nearest_prototype(training_texts)
+    return (episode_accuracies(predict, episodes(), num_episodes),
+            episode_accuracies(baseline, episodes(), num_episodes, verbose=0))
+
+
+def train_and_evaluate_text(config):
+    """Meta-trains Matching or Prototypical Networks on a text corpus and tests them on its test classes.
+
+    `config.dataset` is `text:DIR`, DIR holding `train`, `validation` and
+    `test` files of `label<TAB>text` lines with disjoint classes
+    (`tfmeta.data.read_text_splits`). Validation after each epoch on fixed
+    episodes of the validation classes (the best epoch is tested); the test
+    on `config.test_episodes` fixed episodes of the test classes, with the
+    TF-IDF nearest-class-mean baseline on the same episodes and the paired
+    difference. Writes the run's files to `config.output_dir` and returns
+    the results.
+    """
+    start = time.time()
+    folder = config.dataset[len("text:"):]
+    try:
+        splits = tfmeta.data.read_text_splits(folder)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"tfmeta train: {error}") from None
+    print(f"{folder}, train/validation/test: {'/'.join(str(d.num_classes) for d in splits.values())} classes, "
+          f"{'/'.join(str(len(d)) for d in splits.values())} texts, read in {time.time() - start:.1f} s")
+    training_texts = splits["train"].texts
+    model = build_text_model(config, training_texts)
+    test_shape = (config.ways, config.shots, config.queries)
+    train_shape = (config.train_ways or config.ways, config.shots, config.train_queries or config.queries)
+
+    def train(meta_batch):  # the training stream from meta-batch `meta_batch` on
+        return tfmeta.data.episodes(splits["train"], *train_shape, seed=config.seed,
+                                    meta_batch_size=config.meta_batch, start=meta_batch * config.meta_batch)
+
+    try:
+        val = tfmeta.data.evaluation_episodes(
+            splits["validation"], *test_shape, config.val_episodes,
+            meta_batch_size=tfmeta.data.fitting_meta_batch_size(config.val_episodes))
+        train(0)
+        tfmeta.data.check_episode_shape(splits["test"], *test_shape)
+    except ValueError as error:
+        raise SystemExit(f"tfmeta train: {config.dataset}: {error}") from None
+    compile_for_training(model, config)
+    files = reporting.RunFiles(config.output_dir)
+    model, history, train_seconds, selected_epoch = reporting.fit(model, train, val, config, files)
+
+    print(f"Testing on {config.test_episodes} fixed episodes of the test classes:")
+    accuracies, baseline = accuracies_with_baseline(model_predictor(model), splits["test"], training_texts,
+                                                    *test_shape, config.test_episodes)
+    mean_accuracy, half_width = mean_confidence_interval(accuracies)
+    baseline_mean, baseline_half_width = mean_confidence_interval(baseline)
+    difference, difference_half_width = mean_confidence_interval(accuracies - baseline)  # paired: same episodes
+    name = run_name(config)
+    results = {
+        "algorithm": name, "dataset": config.dataset, "split": "by class: the corpus's train/validation/test files",
+        "ways": config.ways, "shots": config.shots, "accuracy": mean_accuracy, "ci95": half_width,
+        "test_episodes": len(accuracies), "input_dtype": "string", "embedding": "text_tfidf_embedding",
+        "baseline": BASELINE, "baseline_accuracy": baseline_mean, "baseline_ci95": baseline_half_width,
+        "minus_baseline": difference, "minus_baseline_ci95": difference_half_width,
+        **reporting.training_record(history, config, train_seconds, selected_epoch),
+    }
+    files.write(model, results)
+    print(f"{name} {config.ways}-way {config.shots}-shot {config.dataset}: accuracy {100 * mean_accuracy:.2f} ± "
+          f"{100 * half_width:.2f}% ({BASELINE} {100 * baseline_mean:.2f} ± {100 * baseline_half_width:.2f}%, "
+          f"difference {100 * difference:+.2f} ± {100 * difference_half_width:.2f} points) over "
+          f"{len(accuracies)} episodes")
+    return results
