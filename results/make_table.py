@@ -63,6 +63,8 @@ def row_of(record):
 def split_name(row):
     if row.get("split") == "lake":
         return "Lake: background → 20 runs"
+    if row.get("dataset", "").startswith("text:"):
+        return f"held-out classes of {row['dataset'][len('text:'):]}"
     return "Vinyals" if row.get("split", "").startswith("vinyals") else row.get("split", "?")
 
 
@@ -236,6 +238,9 @@ def savedmodels_table():
                 + (f" on {test['ways']}-way {test['shots']}-shot" if test is not card else "")
                 + (f", {test['resize']} downsampling" if "resize" in test else "")
                 for test in [card, *card.get("evaluations", [])])
+            if "baseline_accuracy" in card:  # text models: the baseline on the same episodes
+                score += (f"; {card['baseline']} {100 * card['baseline_accuracy']:.2f} ± "
+                          f"{100 * card['baseline_ci95']:.2f}% on the same episodes")
         else:
             task = f"{card['shots']}-shot sinusoid regression"
             score = (f"query MSE {card['mse_1_steps']:.3f} ± {card['ci95_1_steps']:.3f} after 1 step, "
