@@ -1,12 +1,14 @@
 """Few-shot text classification: Prototypical or Matching Networks on raw strings, against TF-IDF.
 
     python examples/text_fewshot.py --algorithm protonet --shots 1
+    python examples/text_fewshot.py --embedding tfidf --data data/debian-debtags --meta-lr 1e-2 --shots 1
     python examples/text_fewshot.py --algorithm tfidf --shots 5
 
 Reads `label<TAB>text` files `train.tsv.gz`, `validation.tsv.gz` and `test.tsv.gz` from --data (by default
-data/debian-packages: Debian package descriptions labelled by Section, split by section), trains the
-convolutional text embedding `tfmeta.models.text_conv_embedding` (its vocabulary adapted on the training
-texts) on episodes of the training classes, keeps the weights of the epoch with the best validation
+data/debian-packages: Debian package descriptions labelled by Section, split by section), trains a text
+embedding (its vocabulary adapted on the training texts): the convolutional `tfmeta.models.text_conv_embedding`
+or, with `--embedding tfidf`, `tfmeta.models.text_tfidf_embedding`, which starts as the TF-IDF baseline and
+learns term weights; on episodes of the training classes, keeps the weights of the epoch with the best validation
 accuracy, and reports the query accuracy ± 95% interval over fixed, seeded test episodes of held-out
 classes: of the model, and of the TF-IDF nearest-class-mean baseline (`tfmeta.baselines`, no
 meta-learning, the same vocabulary source) and of the network before meta-training on the same episodes,

@@ -110,6 +110,20 @@ def input_convention(results):
             f"{RESIZE}; the per-channel normalization runs inside the served graph (preprocessing)")
 
 
+def checked_validation_episodes(splits, test_shape, train, config):
+    """The fixed validation episodes of `splits["validation"]`, once the training stream `train(0)` and the test
+    episodes' shape are known to be drawable; what is not stops the run with the dataset named."""
+    try:
+        val = tfmeta.data.evaluation_episodes(
+            splits["validation"], *test_shape, config.val_episodes,
+            meta_batch_size=tfmeta.data.fitting_meta_batch_size(config.val_episodes))
+        train(0)
+        tfmeta.data.check_episode_shape(splits["test"], *test_shape)
+    except ValueError as error:
+        raise SystemExit(f"tfmeta train: {config.dataset}: {error}") from None
+    return val
+
+
 def train_and_evaluate_images(config):
     """Meta-trains the configured learner on an image dataset and tests it on its test classes.
 
@@ -141,14 +155,7 @@ def train_and_evaluate_images(config):
             stream = crop_and_flip(stream, (height, width), config.seed, start=meta_batch)
         return stream
 
-    try:
-        val = tfmeta.data.evaluation_episodes(
-            splits["validation"], *test_shape, config.val_episodes,
-            meta_batch_size=tfmeta.data.fitting_meta_batch_size(config.val_episodes))
-        train(0)
-        tfmeta.data.check_episode_shape(splits["test"], *test_shape)
-    except ValueError as error:
-        raise SystemExit(f"tfmeta train: {config.dataset}: {error}") from None
+    val = checked_validation_episodes(splits, test_shape, train, config)
     compile_for_training(model, config)
     files = reporting.RunFiles(config.output_dir)
     model, history, train_seconds, selected_epoch = reporting.fit(model, train, val, config, files)

@@ -7,6 +7,7 @@ from tfmeta.baselines import tfidf_nearest_prototype
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments import reporting
 from tfmeta.experiments.config import compile_for_training
+from tfmeta.experiments.images import checked_validation_episodes
 from tfmeta.experiments.omniglot import build_learner, run_name
 
 BASELINE = "TF-IDF nearest class mean"
@@ -64,14 +65,7 @@ def train_and_evaluate_text(config):
         return tfmeta.data.episodes(splits["train"], *train_shape, seed=config.seed,
                                     meta_batch_size=config.meta_batch, start=meta_batch * config.meta_batch)
 
-    try:
-        val = tfmeta.data.evaluation_episodes(
-            splits["validation"], *test_shape, config.val_episodes,
-            meta_batch_size=tfmeta.data.fitting_meta_batch_size(config.val_episodes))
-        train(0)
-        tfmeta.data.check_episode_shape(splits["test"], *test_shape)
-    except ValueError as error:
-        raise SystemExit(f"tfmeta train: {config.dataset}: {error}") from None
+    val = checked_validation_episodes(splits, test_shape, train, config)
     compile_for_training(model, config)
     files = reporting.RunFiles(config.output_dir)
     model, history, train_seconds, selected_epoch = reporting.fit(model, train, val, config, files)
