@@ -79,7 +79,7 @@ def long_descriptions(translations):
             if {"Package", "Description-md5", "Description-en"} <= fields.keys()}
 
 
-# Debtags facets that say what a package is about (not its interface, role, toolkit or language).
+# Debtags facets that say what a package is about (not its interface, role, toolkit or implementation language).
 TOPICAL_FACETS = ("accessibility", "admin", "biology", "culture", "devel", "field", "game", "hardware", "junior",
                   "mail", "made-of", "network", "office", "privacy", "protocol", "science", "security", "sound",
                   "system", "use", "web", "works-with", "works-with-format")

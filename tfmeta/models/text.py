@@ -84,21 +84,26 @@ class TermReweighting(keras.layers.Layer):
     `x = normalize(input)`. Weights start at 1 and the projection near 0
     (normal, standard deviation 0.02), so before training the output is
     close to the L2-normalised TF-IDF vector times `scale`: the model starts
-    from the TF-IDF baseline's geometry, and
-    meta-training can only learn what to change (which words matter, which
-    words mean alike) from there.
+    from the TF-IDF baseline's geometry, and meta-training learns what to
+    change from there (which words matter, which words mean alike).
 
     Args:
         projection_dim: features of the learned projection (0: term weights only).
         initial_scale: the starting length of the output vectors (learned):
             Prototypical Networks' logits are minus squared distances, which
             for unit vectors lie in [-4, 0], too flat for a confident softmax.
+
+    Example:
+        >>> reweight = TermReweighting(projection_dim=16)
+        >>> tuple(reweight(np.eye(3, 100, dtype="float32")).shape)  # 3 TF-IDF vectors of 100 terms
+        (3, 116)
     """
 
     def __init__(self, projection_dim=0, initial_scale=4.0, **kwargs):
         super().__init__(**kwargs)
         if isinstance(projection_dim, bool) or not isinstance(projection_dim, (int, np.integer)) or projection_dim < 0:
-            raise ValueError(f"`projection_dim` must be a non-negative integer; received projection_dim={projection_dim!r}.")
+            raise ValueError("`projection_dim` must be a non-negative integer; received "
+                             f"projection_dim={projection_dim!r}.")
         if not initial_scale > 0:
             raise ValueError(f"`initial_scale` must be positive; received initial_scale={initial_scale!r}.")
         self.projection_dim = int(projection_dim)
@@ -130,7 +135,7 @@ class TermReweighting(keras.layers.Layer):
 
 def text_tfidf_embedding(training_texts, vocabulary_size=20000, projection_dim=0, dropout=0.1, initial_scale=4.0,
                          name="text_tfidf_embedding"):
-    """A text embedding that starts as TF-IDF and learns term weights and term similarities.
+    """A text embedding that starts as TF-IDF and learns term weights (and, optionally, term similarities).
 
     Raw strings `[batch]` -> `keras.layers.TextVectorization(output_mode=
     "tf_idf")` (the same standardization, splitting, vocabulary and document
@@ -139,8 +144,8 @@ def text_tfidf_embedding(training_texts, vocabulary_size=20000, projection_dim=0
     dropout of terms during training -> `TermReweighting`. Before
     meta-training, cosines between embeddings are the baseline's TF-IDF
     cosines; meta-training learns which words tell classes apart in general
-    (a weight per word) and which words mean alike (a low-rank projection),
-    from the training classes' episodes.
+    (a weight per word) and, with `projection_dim`, which words mean alike (a
+    low-rank projection), from the training classes' episodes.
 
     Args:
         training_texts: the meta-training texts (vocabulary and document
