@@ -216,6 +216,21 @@ def classification_rows(records):
     return [row_of(r) for _, r in records if row_of(r).get("dataset") == "omniglot"]
 
 
+def text_table():
+    """Few-shot text classification: `tfmeta train --dataset text:DIR` runs in results/text/, which record the
+    TF-IDF baseline on the same episodes."""
+    lines = ["| method | task | accuracy | TF-IDF, same episodes | difference (paired) | command |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for path in sorted((RESULTS / "text").glob("*.json")):
+        row = json.loads(path.read_text())
+        if "baseline_accuracy" in row:
+            lines.append(f"| {row['algorithm']} | {row['ways']}-way {row['shots']}-shot, {split_name(row)} | "
+                         f"{accuracy_cell(row)} | {100 * row['baseline_accuracy']:.2f} ± "
+                         f"{100 * row['baseline_ci95']:.2f}% | {100 * row['minus_baseline']:+.2f} ± "
+                         f"{100 * row['minus_baseline_ci95']:.2f} points | `{row['command']}` |")
+    return "\n".join(lines)
+
+
 def tables(records):
     """The generated blocks of docs/results.md."""
     sinusoid = [row_of(r) for _, r in records if row_of(r).get("dataset") == "sinusoid"]
@@ -223,6 +238,7 @@ def tables(records):
     return {"results-omniglot": classification_table(classification_rows(records)),
             "results-sinusoid": sinusoid_table(sinusoid),
             "results-time-to-accuracy": time_to_accuracy_table(records),
+            "results-text": text_table(),
             "results-curves": "Learning curves (validation accuracy, or loss, per epoch): " + ", ".join(curves) + "."}
 
 
