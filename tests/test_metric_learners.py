@@ -44,6 +44,17 @@ def test_prototype_predictions_equal_a_numpy_reference():
         np.testing.assert_allclose(logits[t], -distances, rtol=1e-5, atol=1e-5)
 
 
+def test_cosine_prototype_predictions_equal_a_numpy_reference():
+    episodes = random_episodes((4,), queries=4)
+    logits = PrototypicalNetwork(identity_embedding(), distance="cosine", temperature=3.0).predict(episodes, verbose=0)
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)
+    for t in range(2):
+        support, labels = episodes["support_x"][t], episodes["support_y"][t]
+        centres = np.stack([support[labels == c].mean(axis=0) for c in range(3)])
+        np.testing.assert_allclose(logits[t], 3.0 * unit(episodes["query_x"][t]) @ unit(centres).T,
+                                   rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("model_class", [MatchingNetwork, PrototypicalNetwork])
 def test_predictions_do_not_depend_on_support_order(model_class):
     episodes = random_episodes((4,), queries=4)
@@ -170,6 +181,8 @@ def test_a_support_class_without_examples_fails_inside_the_graph_too():
 
 @pytest.mark.parametrize("model", [
     lambda: PrototypicalNetwork(tfmeta.models.dense_embedding(4, units=(8, 6))),
+    lambda: PrototypicalNetwork(tfmeta.models.dense_embedding(4, units=(8, 6)), distance="cosine",
+                                temperature=5.0, learn_temperature=True),
     lambda: MatchingNetwork(tfmeta.models.dense_embedding(4, units=(8, 6)), fce=True, fce_steps=2,
                             temperature=5.0, learn_temperature=True),
 ])
@@ -190,5 +203,11 @@ def test_bad_constructor_arguments_are_named():
         MatchingNetwork(identity_embedding(), fce_steps=0)
     with pytest.raises(ValueError, match="temperature.*received temperature=-1"):
         MatchingNetwork(identity_embedding(), temperature=-1)
+    with pytest.raises(ValueError, match="distance.*received distance='manhattan'"):
+        PrototypicalNetwork(identity_embedding(), distance="manhattan")
+    with pytest.raises(ValueError, match="need distance='cosine'.*temperature=5.0"):
+        PrototypicalNetwork(identity_embedding(), temperature=5.0)
+    with pytest.raises(ValueError, match="temperature.*received temperature=0"):
+        PrototypicalNetwork(identity_embedding(), distance="cosine", temperature=0)
     with pytest.raises(ValueError, match=r"vector outputs.*\(None, 4, 4, 2\)"):
         PrototypicalNetwork(keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3)]))

@@ -79,14 +79,9 @@ class MatchingNetwork(MetricLearner):
         super().__init__(embedding, **kwargs)
         if isinstance(fce_steps, bool) or not isinstance(fce_steps, int) or fce_steps < 1:
             raise ValueError(f"`fce_steps` must be a positive integer; received fce_steps={fce_steps!r}.")
-        if not temperature > 0:
-            raise ValueError(f"`temperature` must be positive; received temperature={temperature!r}.")
         self.fce = bool(fce)
         self.fce_steps = fce_steps
-        self.learn_temperature = bool(learn_temperature)
-        self.temperature = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(float(temperature)),
-            trainable=self.learn_temperature, name="temperature")
+        self.add_temperature(temperature, learn_temperature)
         if self.fce:
             size = self.embedding_size
             self.support_lstm = keras.layers.Bidirectional(

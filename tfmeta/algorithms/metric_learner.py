@@ -1,5 +1,7 @@
 """Metric-based few-shot learners: embed support and query, classify by comparison."""
 
+import numbers
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -37,6 +39,15 @@ class MetricLearner(EpisodicModel):
         self.embedding = embedding
         self.task_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.built = True  # its weights are the embedding's (and any a subclass adds now)
+
+    def add_temperature(self, temperature, learn_temperature):
+        """Adds `self.temperature`, a scalar weight that multiplies cosine similarities (learned if asked)."""
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
+            raise ValueError(f"`temperature` must be positive; received temperature={temperature!r}.")
+        self.learn_temperature = bool(learn_temperature)
+        self.temperature = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(float(temperature)),
+            trainable=self.learn_temperature, name="temperature")
 
     @property
     def example_shape(self):

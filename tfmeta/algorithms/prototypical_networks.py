@@ -3,7 +3,10 @@
 import keras
 import tensorflow as tf
 
+from tfmeta.algorithms.matching_networks import cosine_similarity
 from tfmeta.algorithms.metric_learner import MetricLearner
+
+DISTANCES = ("squared_euclidean", "cosine")
 
 
 def prototypes(support, support_y, ways):
@@ -32,18 +35,27 @@ def prototype_logits(query, class_prototypes):
 
 @keras.saving.register_keras_serializable(package="tfmeta")
 class PrototypicalNetwork(MetricLearner):
-    """Classifies a query by its squared distance to each class's mean embedding.
+    """Classifies a query by its distance to each class's mean embedding.
 
     Each element of the training data is a meta-batch of episodes; the loss is
-    the cross-entropy of the query labels under `softmax(-distance)`.
+    the cross-entropy of the query labels under `softmax(-distance)`: the
+    squared Euclidean distance (Snell et al.), or with `distance="cosine"`
+    `softmax(temperature * cos(query, prototype))`, which suits embeddings
+    whose length carries no meaning, e.g. TF-IDF vectors of texts (the
+    squared distance to a mean of unit vectors also counts the mean's length,
+    which shrinks as the class's examples spread).
 
     Args:
         embedding: a built Keras model mapping an example to a vector, e.g.
             `tfmeta.models.conv4_embedding()`.
+        distance: `"squared_euclidean"` or `"cosine"`.
+        temperature: with `distance="cosine"`, multiplies the cosines before
+            the softmax.
+        learn_temperature: with `distance="cosine"`, learn the temperature.
 
     Reference:
         Snell, Swersky, Zemel. Prototypical Networks for Few-shot Learning.
-        NeurIPS 2017.
+        NeurIPS 2017 (section 2.7 compares the two distances).
 
     Example:
         >>> protonet = PrototypicalNetwork(tfmeta.models.conv4_embedding())
@@ -52,5 +64,27 @@ class PrototypicalNetwork(MetricLearner):
         ...              steps_per_epoch=100, epochs=10)
     """
 
+    def __init__(self, embedding, distance="squared_euclidean", temperature=1.0, learn_temperature=False,
+                 **kwargs):
+        super().__init__(embedding, **kwargs)
+        if distance not in DISTANCES:
+            raise ValueError(f"`distance` must be one of {DISTANCES}; received distance={distance!r}.")
+        self.distance = distance
+        if distance == "cosine":
+            self.add_temperature(temperature, learn_temperature)
+        elif temperature != 1.0 or learn_temperature:
+            raise ValueError(f"`temperature` and `learn_temperature` scale cosines: they need distance='cosine'; "
+                             f"received temperature={temperature!r}, learn_temperature={learn_temperature!r} "
+                             f"with distance={distance!r}.")
+
     def classify(self, support, support_y, query, ways, training):
-        return prototype_logits(query, prototypes(support, support_y, ways))
+        class_prototypes = prototypes(support, support_y, ways)
+        if self.distance == "cosine":
+            return tf.cast(self.temperature, support.dtype) * cosine_similarity(query, class_prototypes)
+        return prototype_logits(query, class_prototypes)
+
+    def get_config(self):
+        config = {**super().get_config(), "distance": self.distance}
+        if self.distance == "cosine":
+            config.update(temperature=float(self.temperature.numpy()), learn_temperature=self.learn_temperature)
+        return config
