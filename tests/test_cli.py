@@ -91,7 +91,7 @@ def test_help_explains_every_flag(capsys):
             assert action.help, f"tfmeta {command} {action.option_strings or action.dest} lacks help"
         if command == "train":  # the per-algorithm defaults are spelled out
             assert ("(default: 32; omniglot protonet: 1, omniglot matching: 8, omniglot reptile: 5, images maml: 4, "
-                    "sinusoid maml: 25)") in " ".join(shown.split())
+                    "text protonet: 4, text matching: 4, sinusoid maml: 25)") in " ".join(shown.split())
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -464,22 +464,25 @@ def test_the_tfidf_embedding_projection_adds_learned_features():
     assert embedding.output_shape == (None, len(vocabulary) + 4)
 
 
-def test_an_untrained_tfidf_protonet_predicts_the_nearest_tfidf_cosine_with_one_shot():
+@pytest.mark.parametrize("distance, shots", [("squared_euclidean", 1), ("cosine", 1), ("cosine", 3)])
+def test_an_untrained_tfidf_protonet_predicts_the_class_mean_of_highest_tfidf_cosine(distance, shots):
+    """As the TF-IDF baseline does; with one shot the squared distance ranks as the cosine (unit vectors)."""
     data = keyword_text(num_classes=8)
     training_texts = data.texts[::3]
     _, vector = numpy_tfidf(training_texts)
-    model = tfmeta.PrototypicalNetwork(text_tfidf_embedding(training_texts))
+    model = tfmeta.PrototypicalNetwork(text_tfidf_embedding(training_texts), distance=distance)
     decided = 0
-    for batch in evaluation_episodes(data, 5, 1, 4, num_episodes=6, meta_batch_size=3).as_numpy_iterator():
+    for batch in evaluation_episodes(data, 5, shots, 4, num_episodes=6, meta_batch_size=3).as_numpy_iterator():
         predicted = model.predict(batch, verbose=0).argmax(-1)
         for task in range(3):
-            support, query = ([vector(text.decode()) for text in batch[key][task]] for key in ("support_x", "query_x"))
-            cosines = np.array(query) @ np.array(support).T
-            nearest = batch["support_y"][task][cosines.argmax(-1)]
-            # Queries whose nearest support text is tied (e.g. no word in common with any) may go either way.
+            support, query = (np.array([vector(text.decode()) for text in batch[key][task]])
+                              for key in ("support_x", "query_x"))
+            means = np.stack([support[batch["support_y"][task] == label].mean(0) for label in range(5)])
+            cosines = query @ (means / np.linalg.norm(means, axis=1, keepdims=True)).T
+            # Queries whose best classes are tied (e.g. no word in common with any) may go either way.
             top_two = np.sort(cosines, axis=-1)[:, -2:]
             clear = top_two[:, 1] - top_two[:, 0] > 1e-4
-            np.testing.assert_array_equal(predicted[task][clear], nearest[clear])
+            np.testing.assert_array_equal(predicted[task][clear], cosines.argmax(-1)[clear])
             decided += clear.sum()
     assert decided > 0.6 * 6 * 20
 

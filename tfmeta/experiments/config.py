@@ -36,7 +36,10 @@ DEFAULTS = {
     ("images", "maml"): {"meta_batch": 4, "inner_lr": 0.01, "inner_steps": 5, "eval_inner_steps": 10},
     # Text corpora (text:DIR): the embedding starts from TF-IDF; a step of 1e-2 moves its term weights in a
     # few hundred meta-iterations (docs/text.md).
-    ("text", "protonet"): {"meta_batch": 4, "meta_lr": 1e-2, "iterations": 500, "iterations_per_epoch": 100},
+    # Prototypical Networks compare texts by the cosine, as the TF-IDF baseline does: the squared distance to a
+    # mean of unit vectors also counts the mean's length (docs/text.md).
+    ("text", "protonet"): {"meta_batch": 4, "meta_lr": 1e-2, "iterations": 500, "iterations_per_epoch": 100,
+                           "distance": "cosine", "temperature": 10.0, "learn_temperature": True},
     ("text", "matching"): {"meta_batch": 4, "meta_lr": 1e-2, "iterations": 500, "iterations_per_epoch": 100,
                            "temperature": 10.0, "learn_temperature": True},
     ("sinusoid", "maml"): {"shots": 10, "queries": 10, "meta_batch": 25, "iterations": 10000,
@@ -152,12 +155,17 @@ def add_train_flags(parser):
     maml.add_argument("--inner-batch", type=int, metavar="N",
                       help="reptile: examples per training inner step, successive batches of the task's "
                            f"examples; none: every step on the whole task ({_default_help('inner_batch')})")
+    protonet = parser.add_argument_group("Prototypical Networks")
+    protonet.add_argument("--distance", choices=("squared-euclidean", "cosine"),
+                          help="a query's distance to a class mean: Snell et al.'s squared Euclidean, or the cosine "
+                               "scaled by --temperature (default: squared-euclidean; text corpora: cosine)")
     matching = parser.add_argument_group("Matching Networks")
     matching.add_argument("--fce", action="store_true", default=None, help="full context embeddings")
     matching.add_argument("--fce-steps", type=int,
                           help=f"processing steps of the FCE query LSTM ({_default_help('fce_steps')})")
     matching.add_argument("--temperature", type=float,
-                          help=f"scale of the cosines before the softmax ({_default_help('temperature')})")
+                          help=f"scale of the cosines before the softmax; protonet: with --distance cosine "
+                               f"({_default_help('temperature')})")
     matching.add_argument("--learn-temperature", action="store_true", default=None, help="learn the scale")
     images = parser.add_argument_group("image datasets (--dataset images:DIR or tfds:NAME)")
     images.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),

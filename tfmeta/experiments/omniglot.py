@@ -45,7 +45,12 @@ def build_learner(config, backbone, embedding):
             embedding(), fce=config.fce, fce_steps=config.fce_steps,
             temperature=config.temperature, learn_temperature=config.learn_temperature,
         )
-    return tfmeta.PrototypicalNetwork(embedding())
+    try:
+        return tfmeta.PrototypicalNetwork(
+            embedding(), distance=(vars(config).get("distance") or "squared-euclidean").replace("-", "_"),
+            temperature=config.temperature, learn_temperature=bool(config.learn_temperature))
+    except ValueError as error:  # --temperature without --distance cosine
+        raise SystemExit(f"tfmeta train: {error}") from error
 
 
 def run_name(config):
