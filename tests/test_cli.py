@@ -15,7 +15,8 @@ from tfmeta.data import sinusoid_tasks
 from tfmeta.evaluation import mean_confidence_interval
 from tfmeta.experiments import config as run_config
 from tfmeta.experiments import sinusoid
-from tfmeta.experiments.omniglot import run_name
+from tfmeta.experiments.omniglot import build_learner, run_name
+from tfmeta.models import dense_embedding
 
 
 def tfmeta(*args, cwd):
@@ -122,6 +123,18 @@ def test_per_algorithm_defaults_apply_unless_set():
     sinusoid = run_config.resolve(run_config.train_parser().parse_args(
         ["--algorithm", "maml", "--dataset", "sinusoid"]))
     assert (sinusoid.inner_lr, sinusoid.shots, sinusoid.first_order) == (0.01, 10, False)
+    # Text ProtoNets default to the cosine with a learned temperature; the squared distance drops that default
+    # and refuses a given temperature.
+    text = ["--algorithm", "protonet", "--dataset", "text:corpus"]
+    cosine = run_config.resolve(run_config.train_parser().parse_args(text))
+    assert (cosine.distance, cosine.temperature, cosine.learn_temperature) == ("cosine", 10.0, True)
+    squared = run_config.resolve(run_config.train_parser().parse_args([*text, "--distance", "squared-euclidean"]))
+    assert (squared.temperature, squared.learn_temperature) == (1.0, False)
+    build_learner(squared, backbone=None, embedding=lambda: dense_embedding(2))
+    scaled = run_config.resolve(run_config.train_parser().parse_args(
+        [*text, "--distance", "squared-euclidean", "--temperature", "5"]))
+    with pytest.raises(SystemExit, match="need distance='cosine'.*temperature=5.0"):
+        build_learner(scaled, backbone=None, embedding=lambda: dense_embedding(2))
 
 
 def test_lake_split_trains_on_the_background_set_and_tests_on_lakes_runs(omniglot_dir, tmp_path, capsys):

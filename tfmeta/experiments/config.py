@@ -224,6 +224,11 @@ def resolve(args):
     image_dataset = dataset.startswith(("images:", "tfds:"))
     defaults_of = "images" if image_dataset else "text" if dataset.startswith("text:") else dataset
     config = {**DEFAULTS["common"], **DEFAULTS.get((defaults_of, settings["algorithm"]), {}), **settings}
+    if config["algorithm"] == "protonet" and config.get("distance") != "cosine":
+        # A default temperature scales the default cosine; the squared distance has none (a given one is refused).
+        for key in ("temperature", "learn_temperature"):
+            if key not in settings:
+                config[key] = DEFAULTS["common"].get(key)
     for flag in ("first_order", "learn_inner_lr", "fce", "learn_temperature", "skip_non_finite", "deterministic",
                  "resume", "within_alphabet", "test_last", "augment"):
         config[flag] = bool(config.get(flag))
