@@ -224,7 +224,10 @@ def text_table():
     for path in sorted((RESULTS / "text").glob("*.json")):
         row = json.loads(path.read_text())
         if "baseline_accuracy" in row:
-            lines.append(f"| {row['algorithm']} | {row['ways']}-way {row['shots']}-shot, {split_name(row)} | "
+            distance = row["config"].get("distance")  # Prototypical Networks: cosine or squared Euclidean
+            method = row["algorithm"] + (f" ({distance.replace('-', ' ').replace('euclidean', 'Euclidean')} distance)"
+                                         if distance else "")
+            lines.append(f"| {method} | {row['ways']}-way {row['shots']}-shot, {split_name(row)} | "
                          f"{accuracy_cell(row)} | {100 * row['baseline_accuracy']:.2f} ± "
                          f"{100 * row['baseline_ci95']:.2f}% | {100 * row['minus_baseline']:+.2f} ± "
                          f"{100 * row['minus_baseline_ci95']:.2f} points | `{row['command']}` |")

@@ -252,7 +252,8 @@ def test_model_card_and_layout(exported):
     assert plus_plus["learned_per_step_inner_lr"] is True and plus_plus["per_step_batch_norm"] is True
     anil = json.loads((models["anil"][1].parent / "model.json").read_text())["maml"]
     assert anil["adapts"] == ["logits/kernel", "logits/bias"]
-    assert json.loads((models["protonet"][1].parent / "model.json").read_text())["ways"] is None
+    protonet = json.loads((models["protonet"][1].parent / "model.json").read_text())
+    assert protonet["ways"] is None and protonet["distance"] == "squared_euclidean"
     for name, algorithm in (("anil", "ANIL"), ("reptile", "Reptile")):
         other = json.loads((models[name][1].parent / "model.json").read_text())
         assert other["algorithm"] == algorithm and other["class"] == f"tfmeta.{algorithm}" and other["ways"] == 5

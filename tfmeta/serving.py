@@ -276,6 +276,8 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
         }
     else:
         card["signatures"]["embed"] = "x [B, *input_shape] -> embeddings [B, features]"
+        if hasattr(model, "distance"):  # Prototypical Networks: how a query is compared with a class mean
+            card["distance"] = model.distance
     # What a client does (metadata's "preprocessing", e.g. resizing) and what the graph does (normalization).
     preprocessing = dict((metadata or {}).get("preprocessing", {}))
     network = model.backbone if isinstance(model, MAML) else model.embedding
