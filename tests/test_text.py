@@ -633,6 +633,14 @@ def test_tfmeta_train_on_a_text_folder_compares_with_tfidf_on_the_same_episodes_
     card = json.loads((tmp_path / "served/model.json").read_text())
     assert card["input_dtype"] == "string" and card["baseline"] == "TF-IDF nearest class mean"
     assert card["baseline_accuracy"] == results["baseline_accuracy"] and card["accuracy"] == results["accuracy"]
+    # tfmeta evaluate scores the served model (on strings) on the training run's test episodes, as it did.
+    cli.main(["evaluate", "served", "--queries", "2", "--episodes", "6", "--output", "evaluation.json"])
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text())["evaluation"]
+    assert evaluation["dataset"] == "text:corpus" and (evaluation["ways"], evaluation["shots"]) == (3, 1)
+    for key in ("accuracy", "baseline_accuracy", "minus_baseline"):
+        assert evaluation[key] == pytest.approx(results[key], abs=1e-6)
+    with pytest.raises(SystemExit, match="classifies text: name a corpus with --dataset text:DIR"):
+        cli.main(["evaluate", "served", "--dataset", "images:corpus"])
 
 
 def test_tfmeta_train_refuses_maml_on_text_and_names_a_bad_text_folder(tmp_path):
@@ -641,6 +649,8 @@ def test_tfmeta_train_refuses_maml_on_text_and_names_a_bad_text_folder(tmp_path)
     with pytest.raises(SystemExit, match="No train file in"):
         cli.main(["train", "--algorithm", "protonet", "--dataset", f"text:{tmp_path}",
                   "--output-dir", str(tmp_path / "run")])
+    with pytest.raises(SystemExit, match="takes numbers, not text; received --dataset text:"):
+        cli.main(["evaluate", str(REPO / "savedmodels/protonet-omniglot-5w1s"), "--dataset", f"text:{tmp_path}"])
 
 
 def test_the_committed_text_model_reproduces_its_recorded_accuracy_and_baseline():

@@ -164,7 +164,9 @@ def parser():
     evaluate_parser.add_argument("--dataset", metavar="DATASET",
                                  help="evaluate on an image dataset instead of Omniglot: images:DIR or "
                                       "tfds:NAME[/CONFIG], resized to the model's input, with a raw-pixel "
-                                      "nearest-prototype baseline on the same episodes (docs/images.md)")
+                                      "nearest-prototype baseline on the same episodes (docs/images.md); a text "
+                                      "model: the test classes of text:DIR (default: the corpus it was trained on), "
+                                      "with the TF-IDF baseline (docs/text.md)")
     evaluate_parser.add_argument("--class-split", metavar="FILE",
                                  help="with --dataset: only the test classes of this class-split file or shipped "
                                       "split (cifar-fs, fc100, cub; default: all the dataset's classes)")

@@ -10,6 +10,7 @@ from tfmeta.data.locations import OmniglotNotFoundError
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments.omniglot import LAKE_RUNS, fixed_episodes
 from tfmeta.experiments.reporting import command_line, portable_path
+from tfmeta.experiments.text import evaluate_on_text, is_text_dataset
 from tfmeta.serving import MODEL_CARD
 
 
@@ -53,9 +54,11 @@ def load_predictor(path):
     if "probabilities" not in serve.structured_outputs:
         raise SystemExit(f"tfmeta evaluate: {version_dir} is a regressor; evaluate classifies Omniglot episodes")
 
+    input_dtype = serve.structured_input_signature[1]["support_x"].dtype  # float32, or string for text
+
     def predict(support_x, support_y, query_x, loaded=loaded):  # keeps the variables alive
-        return serve(support_x=tf.cast(support_x, tf.float32), support_y=tf.cast(support_y, tf.int32),
-                     query_x=tf.cast(query_x, tf.float32))["probabilities"]
+        return serve(support_x=tf.cast(support_x, input_dtype), support_y=tf.cast(support_y, tf.int32),
+                     query_x=tf.cast(query_x, input_dtype))["probabilities"]
 
     return predict, record
 
@@ -63,6 +66,8 @@ def load_predictor(path):
 def evaluate(args):
     """Accuracy ± 95% interval of the model at `args.model` on fixed, seeded Omniglot episodes."""
     predict, record = load_predictor(args.model)
+    if record.get("input_dtype") == "string" or is_text_dataset(getattr(args, "dataset", None)):
+        return evaluate_on_text(args, predict, record)
     if getattr(args, "dataset", None):
         from tfmeta.experiments.images import evaluate_on_images
 

@@ -24,16 +24,58 @@ def build_text_model(config, training_texts):
                          embedding=lambda: tfmeta.models.text_tfidf_embedding(training_texts))
 
 
-def accuracies_with_baseline(predict, data, training_texts, ways, shots, queries, num_episodes):
+def accuracies_with_baseline(predict, data, training_texts, ways, shots, queries, num_episodes, seed=0):
     """`(accuracies of predict, of the TF-IDF nearest-class-mean baseline)` on the same fixed episodes of `data`;
     the baseline's vocabulary and document frequencies come from `training_texts`."""
     def episodes():
-        return tfmeta.data.evaluation_episodes(data, ways, shots, queries, num_episodes,
+        return tfmeta.data.evaluation_episodes(data, ways, shots, queries, num_episodes, seed=seed,
                                                meta_batch_size=tfmeta.data.fitting_meta_batch_size(num_episodes))
 
     baseline = tfidf_nearest_prototype(training_texts)
     return (episode_accuracies(predict, episodes(), num_episodes),
             episode_accuracies(baseline, episodes(), num_episodes, verbose=0))
+
+
+def read_corpus(dataset, command):
+    """The train/validation/test splits of `text:DIR`; a bad folder exits naming `command` and the problem."""
+    try:
+        return tfmeta.data.read_text_splits(dataset[len("text:"):])
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"tfmeta {command}: {error}") from None
+
+
+def evaluate_on_text(args, predict, record):
+    """`tfmeta evaluate` of a text model: its accuracy ± 95% interval on fixed episodes of the test classes of
+    the corpus it was trained on (or of `--dataset text:DIR`), beside the TF-IDF nearest class mean (vocabulary
+    from that corpus's training texts) on the same episodes and the paired difference."""
+    from tfmeta.experiments.evaluate import write_evaluation
+
+    dataset = getattr(args, "dataset", None) or record.get("dataset")
+    if record.get("input_dtype") != "string":
+        raise SystemExit(f"tfmeta evaluate: {args.model} takes numbers, not text; received --dataset {dataset}")
+    if not is_text_dataset(dataset):
+        raise SystemExit(f"tfmeta evaluate: {args.model} classifies text: name a corpus with --dataset text:DIR; "
+                         f"received --dataset {dataset}")
+    splits = read_corpus(dataset, "evaluate")
+    ways = args.ways or record.get("ways") or 5
+    shots = args.shots or record.get("shots") or 1
+    print(f"Evaluating {args.model} on {args.episodes} fixed {ways}-way {shots}-shot episodes of the test classes "
+          f"of {dataset} ({args.queries} queries per class, seed {args.seed}):")
+    accuracies, baseline = accuracies_with_baseline(predict, splits["test"], splits["train"].texts, ways, shots,
+                                                    args.queries, args.episodes, seed=args.seed)
+    mean, half_width = mean_confidence_interval(accuracies)
+    baseline_mean, baseline_half_width = mean_confidence_interval(baseline)
+    difference, difference_half_width = mean_confidence_interval(accuracies - baseline)
+    print(f"accuracy {100 * mean:.2f} ± {100 * half_width:.2f}%, {BASELINE} {100 * baseline_mean:.2f} ± "
+          f"{100 * baseline_half_width:.2f}%, difference {100 * difference:+.2f} ± {100 * difference_half_width:.2f} "
+          f"points, over {len(accuracies)} episodes")
+    evaluation = {"model": reporting.portable_path(args.model), "dataset": dataset, "split": "test", "ways": ways,
+                  "shots": shots, "queries": args.queries, "seed": args.seed, "accuracy": mean, "ci95": half_width,
+                  "test_episodes": len(accuracies), "baseline": BASELINE, "baseline_accuracy": baseline_mean,
+                  "baseline_ci95": baseline_half_width, "minus_baseline": difference,
+                  "minus_baseline_ci95": difference_half_width, "command": reporting.command_line()}
+    write_evaluation(args.output, evaluation, record)
+    return evaluation
 
 
 def train_and_evaluate_text(config):
@@ -50,10 +92,7 @@ def train_and_evaluate_text(config):
     """
     start = time.time()
     folder = config.dataset[len("text:"):]
-    try:
-        splits = tfmeta.data.read_text_splits(folder)
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"tfmeta train: {error}") from None
+    splits = read_corpus(config.dataset, "train")
     print(f"{folder}, train/validation/test: {'/'.join(str(d.num_classes) for d in splits.values())} classes, "
           f"{'/'.join(str(len(d)) for d in splits.values())} texts, read in {time.time() - start:.1f} s")
     training_texts = splits["train"].texts
