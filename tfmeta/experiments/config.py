@@ -218,11 +218,12 @@ def resolve(args):
     if dataset == "sinusoid" and settings["algorithm"] != "maml":
         raise SystemExit("tfmeta train: sinusoid regression trains MAML only; received "
                          f"--algorithm {settings['algorithm']}")
-    if dataset.startswith("text:") and settings["algorithm"] not in ("matching", "protonet"):
+    text_dataset = dataset.startswith("text:")
+    if text_dataset and settings["algorithm"] not in ("matching", "protonet"):
         raise SystemExit(f"tfmeta train: text corpora train matching or protonet; received --algorithm "
                          f"{settings['algorithm']}")
     image_dataset = dataset.startswith(("images:", "tfds:"))
-    defaults_of = "images" if image_dataset else "text" if dataset.startswith("text:") else dataset
+    defaults_of = "images" if image_dataset else "text" if text_dataset else dataset
     config = {**DEFAULTS["common"], **DEFAULTS.get((defaults_of, settings["algorithm"]), {}), **settings}
     if config["algorithm"] == "protonet" and config.get("distance") != "cosine":
         # A default temperature scales the default cosine; the squared distance has none (a given one is refused).
@@ -266,7 +267,7 @@ def resolve(args):
     prefix = dataset if config["split"] == "vinyals" else f"{dataset}-{config['split']}"
     for key in ("image_size", "channels", "class_split", "backbone", "image_augmentation"):
         config.setdefault(key, None)
-    if image_dataset or dataset.startswith("text:"):  # runs/cifar100-protonet-5w1s for tfds:cifar100, ...
+    if image_dataset or text_dataset:  # runs/cifar100-protonet-5w1s for tfds:cifar100, ...
         prefix = pathlib.Path(dataset.split(":", 1)[1].rstrip("/")).name.replace("/", "-")
     config.setdefault("output_dir", f"runs/{prefix}-{config['algorithm']}-{config['ways']}w{config['shots']}s"
                       if dataset != "sinusoid" else f"runs/sinusoid-maml-{config['shots']}shot")

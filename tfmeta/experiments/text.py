@@ -36,6 +36,23 @@ def accuracies_with_baseline(predict, data, training_texts, ways, shots, queries
             episode_accuracies(baseline, episodes(), num_episodes, verbose=0))
 
 
+def compared_with_baseline(accuracies, baseline):
+    """The record of a model's per-episode accuracies beside the baseline's on the same episodes: each mean
+    ± its 95% interval, and the paired difference."""
+    (mean, half_width), (baseline_mean, baseline_half_width), (difference, difference_half_width) = (
+        mean_confidence_interval(values) for values in (accuracies, baseline, accuracies - baseline))
+    return {"accuracy": mean, "ci95": half_width, "test_episodes": len(accuracies), "baseline": BASELINE,
+            "baseline_accuracy": baseline_mean, "baseline_ci95": baseline_half_width,
+            "minus_baseline": difference, "minus_baseline_ci95": difference_half_width}
+
+
+def summary(scores):
+    """`compared_with_baseline`'s record as one line."""
+    return (f"accuracy {100 * scores['accuracy']:.2f} ± {100 * scores['ci95']:.2f}% ({BASELINE} "
+            f"{100 * scores['baseline_accuracy']:.2f} ± {100 * scores['baseline_ci95']:.2f}%, difference "
+            f"{100 * scores['minus_baseline']:+.2f} ± {100 * scores['minus_baseline_ci95']:.2f} points)")
+
+
 def read_corpus(dataset, command):
     """The train/validation/test splits of `text:DIR`; a bad folder exits naming `command` and the problem."""
     try:
@@ -63,17 +80,11 @@ def evaluate_on_text(args, predict, record):
           f"of {dataset} ({args.queries} queries per class, seed {args.seed}):")
     accuracies, baseline = accuracies_with_baseline(predict, splits["test"], splits["train"].texts, ways, shots,
                                                     args.queries, args.episodes, seed=args.seed)
-    mean, half_width = mean_confidence_interval(accuracies)
-    baseline_mean, baseline_half_width = mean_confidence_interval(baseline)
-    difference, difference_half_width = mean_confidence_interval(accuracies - baseline)
-    print(f"accuracy {100 * mean:.2f} ± {100 * half_width:.2f}%, {BASELINE} {100 * baseline_mean:.2f} ± "
-          f"{100 * baseline_half_width:.2f}%, difference {100 * difference:+.2f} ± {100 * difference_half_width:.2f} "
-          f"points, over {len(accuracies)} episodes")
+    scores = compared_with_baseline(accuracies, baseline)
+    print(f"{summary(scores)} over {len(accuracies)} episodes")
     evaluation = {"model": reporting.portable_path(args.model), "dataset": dataset, "split": "test", "ways": ways,
-                  "shots": shots, "queries": args.queries, "seed": args.seed, "accuracy": mean, "ci95": half_width,
-                  "test_episodes": len(accuracies), "baseline": BASELINE, "baseline_accuracy": baseline_mean,
-                  "baseline_ci95": baseline_half_width, "minus_baseline": difference,
-                  "minus_baseline_ci95": difference_half_width, "command": reporting.command_line()}
+                  "shots": shots, "queries": args.queries, "seed": args.seed, **scores,
+                  "command": reporting.command_line()}
     write_evaluation(args.output, evaluation, record)
     return evaluation
 
@@ -112,21 +123,15 @@ def train_and_evaluate_text(config):
     print(f"Testing on {config.test_episodes} fixed episodes of the test classes:")
     accuracies, baseline = accuracies_with_baseline(model_predictor(model), splits["test"], training_texts,
                                                     *test_shape, config.test_episodes)
-    mean_accuracy, half_width = mean_confidence_interval(accuracies)
-    baseline_mean, baseline_half_width = mean_confidence_interval(baseline)
-    difference, difference_half_width = mean_confidence_interval(accuracies - baseline)  # paired: same episodes
+    scores = compared_with_baseline(accuracies, baseline)
     name = run_name(config)
     results = {
         "algorithm": name, "dataset": config.dataset, "split": "by class: the corpus's train/validation/test files",
-        "ways": config.ways, "shots": config.shots, "accuracy": mean_accuracy, "ci95": half_width,
-        "test_episodes": len(accuracies), "input_dtype": "string", "embedding": "text_tfidf_embedding",
-        "baseline": BASELINE, "baseline_accuracy": baseline_mean, "baseline_ci95": baseline_half_width,
-        "minus_baseline": difference, "minus_baseline_ci95": difference_half_width,
+        "ways": config.ways, "shots": config.shots, **scores, "input_dtype": "string",
+        "embedding": "text_tfidf_embedding",
         **reporting.training_record(history, config, train_seconds, selected_epoch),
     }
     files.write(model, results)
-    print(f"{name} {config.ways}-way {config.shots}-shot {config.dataset}: accuracy {100 * mean_accuracy:.2f} ± "
-          f"{100 * half_width:.2f}% ({BASELINE} {100 * baseline_mean:.2f} ± {100 * baseline_half_width:.2f}%, "
-          f"difference {100 * difference:+.2f} ± {100 * difference_half_width:.2f} points) over "
+    print(f"{name} {config.ways}-way {config.shots}-shot {config.dataset}: {summary(scores)} over "
           f"{len(accuracies)} episodes")
     return results
