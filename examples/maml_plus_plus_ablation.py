@@ -51,7 +51,7 @@ def base_flags(args):
             "--inner-steps", "5", "--eval-inner-steps", "5", "--inner-lr", "0.1", "--meta-batch", "8",
             "--pooling", "max", "--meta-lr", "1e-3", "--iterations", str(args.iterations),
             "--iterations-per-epoch", str(args.iterations_per_epoch), "--val-episodes", str(args.val_episodes),
-            "--seed", str(args.seed)]
+            "--test-episodes", str(args.test_episodes), "--seed", str(args.seed)]
 
 
 def row_config(args, row):
@@ -66,6 +66,7 @@ def parse_args(argv):
     parser.add_argument("--iterations-per-epoch", type=int, default=250,
                         help="meta-iterations between validations (default: 250)")
     parser.add_argument("--val-episodes", type=int, default=200, help="validation episodes (default: 200)")
+    parser.add_argument("--test-episodes", type=int, default=1000, help="test episodes (default: 1000)")
     parser.add_argument("--ways", type=int, default=5)
     parser.add_argument("--shots", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)

@@ -80,10 +80,10 @@ def test_maml_plus_plus_ablation_rows_differ_from_the_base_by_their_switch_alone
                 "learned-per-step-inner-lr": {"learn_per_step_inner_lr"},
                 "first-order-warm-up": {"first_order_iterations"}, "cosine-lr": {"cosine_lr_to"},
                 "maml-plus-plus": {"maml_plus_plus", "multi_step_loss_iterations", "per_step_bn",
-                                   "per_step_bn_statistics", "learn_per_step_inner_lr", "cosine_lr_to"}}
+                                   "learn_per_step_inner_lr", "cosine_lr_to"}}
     assert {row: changed(config) for row, config in configs.items()} == expected
     # Every switch alone takes the value the full preset gives it.
-    for row in ("multi-step-loss", "per-step-bn-statistics", "learned-per-step-inner-lr", "cosine-lr"):
+    for row in ("multi-step-loss", "per-step-bn", "learned-per-step-inner-lr", "cosine-lr"):
         assert all(configs[row][key] == configs["maml-plus-plus"][key] for key in expected[row])
     with pytest.raises(SystemExit):
         ablation.parse_args(["--rows", "dropout"])

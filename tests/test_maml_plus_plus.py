@@ -335,12 +335,12 @@ def test_the_command_line_preset_sets_the_papers_combination_unless_a_flag_says_
         "multi_step_loss_iterations", "per_step_bn", "per_step_bn_statistics", "meta_lr", "cosine_lr_to",
     )} == {"meta_batch": 16, "pooling": "max", "inner_steps": 5, "eval_inner_steps": 5, "inner_lr": 0.1,
            "learn_per_step_inner_lr": True, "multi_step_loss_iterations": 300, "per_step_bn": True,
-           "per_step_bn_statistics": True, "meta_lr": 1e-3, "cosine_lr_to": 1e-5}
+           "per_step_bn_statistics": None, "meta_lr": 1e-3, "cosine_lr_to": 1e-5}
     preset.ways = 3
     maml = build_model(preset)
     assert run_name(preset) == "MAML++" and maml.learn_per_step_inner_lr and maml.multi_step_loss_iterations == 300
     norms = [layer for layer in maml.backbone.layers if isinstance(layer, MetaBatchNormalization)]
-    assert len(norms) == 4 and all(layer.steps == 5 and layer.per_step_statistics for layer in norms)
+    assert len(norms) == 4 and all(layer.steps == 5 and not layer.per_step_statistics for layer in norms)
     with pytest.raises(SystemExit, match="--per-step-bn-statistics.*add --per-step-bn"):
         resolved("--per-step-bn-statistics")
     with pytest.raises(SystemExit, match="--maml-plus-plus applies to --algorithm maml"):

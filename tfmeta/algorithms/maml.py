@@ -209,9 +209,9 @@ def maml_plus_plus_config(iterations):
     first 10, so its epochs map to `iterations / 100` outer iterations each.
     Second order from the start, as the official Omniglot configurations.
     What MAML++ adds outside `MAML`: the backbone's per-step batch-norm
-    weights and statistics for the same 5 steps
-    (`tfmeta.models.omniglot_cnn(ways, pooling="max", norm_steps=5,
-    per_step_statistics=True)`: the official code max-pools) and Adam 1e-3
+    weights for the same 5 steps (`tfmeta.models.omniglot_cnn(ways,
+    pooling="max", norm_steps=5)`: the official code max-pools, and it
+    normalizes with each batch's statistics) and Adam 1e-3
     annealed to 1e-5 along a cosine over the run
     (`keras.optimizers.schedules.CosineDecay(1e-3, iterations, alpha=0.01)`).
 
@@ -222,7 +222,7 @@ def maml_plus_plus_config(iterations):
         A dict of keyword arguments for `MAML`.
 
     Example:
-        >>> backbone = tfmeta.models.omniglot_cnn(5, pooling="max", norm_steps=5, per_step_statistics=True)
+        >>> backbone = tfmeta.models.omniglot_cnn(5, pooling="max", norm_steps=5)
         >>> maml = tfmeta.MAML(backbone, **maml_plus_plus_config(iterations=10000))
     """
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
