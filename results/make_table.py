@@ -36,6 +36,10 @@ PUBLISHED = {
     # Finn et al.'s first-order approximation.
     ("first-order MAML", 5, 1): 98.3, ("first-order MAML", 5, 5): 99.2, ("first-order MAML", 20, 1): 89.4,
     ("raw-pixel nearest neighbour (cosine)", 5, 1): 41.7,  # Vinyals et al.'s pixel baseline
+    ("ANIL", 20, 1): 96.2, ("ANIL", 20, 5): 98.0,  # Raghu et al., table 2
+    # Nichol et al.'s transductive figures: tfmeta's MAML family, as Finn et al.'s, normalizes the query set with
+    # its own batch statistics.
+    ("Reptile", 5, 1): 97.68, ("Reptile", 5, 5): 99.48, ("Reptile", 20, 1): 89.43, ("Reptile", 20, 5): 97.12,
 }
 # Lake's 20 within-alphabet one-shot runs: published accuracy (100 - error rate).
 PUBLISHED_LAKE = "humans 95.5, BPL 96.7, Siamese net 92.0, plain convnet 86.5"
@@ -234,6 +238,24 @@ def text_table():
     return "\n".join(lines)
 
 
+def load_ablation():
+    return [json.loads(path.read_text()) for path in sorted((RESULTS / "ablation" / "maml-plus-plus").glob("*.json"))]
+
+
+def ablation_table(records):
+    """MAML++'s switches one at a time on the MAML base (examples/maml_plus_plus_ablation.py), base row first."""
+    lines = ["| row | flags added to the base | test accuracy (95% interval) | against the base | test episodes | "
+             "best validation | minutes | command |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    base = next((r for r in records if r["ablation"]["row"] == "maml"), None)
+    for row in sorted(records, key=lambda r: r["ablation"]["row"] != "maml"):
+        flags = " ".join(row["ablation"]["flags"]) or "none (the base)"
+        against = "—" if base is None or row is base else f"{100 * (row['accuracy'] - base['accuracy']):+.2f} points"
+        lines.append(f"| {row['ablation']['row']} | `{flags}` | {accuracy_cell(row)} | {against} | "
+                     f"{row['test_episodes']:,} | {100 * max(row['curve']['val_accuracy']):.2f}% | "
+                     f"{row['train_seconds'] / 60:.0f} | `{row['ablation']['command']}` |")
+    return "\n".join(lines)
+
+
 def tables(records):
     """The generated blocks of docs/results.md."""
     sinusoid = [row_of(r) for _, r in records if row_of(r).get("dataset") == "sinusoid"]
@@ -242,6 +264,7 @@ def tables(records):
             "results-sinusoid": sinusoid_table(sinusoid),
             "results-time-to-accuracy": time_to_accuracy_table(records),
             "results-text": text_table(),
+            "results-ablation": ablation_table(load_ablation()),
             "results-curves": "Learning curves (validation accuracy, or loss, per epoch): " + ", ".join(curves) + "."}
 
 

@@ -6,6 +6,14 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+def results_table_module():
+    """results/make_table.py, imported."""
+    sys.path.insert(0, str(REPO / "results"))
+    import make_table
+
+    return make_table
+
+
 def quick_start_commands():
     readme = (REPO / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
@@ -48,8 +56,7 @@ def test_readme_is_short_and_links_only_to_existing_pages():
 
 
 def test_results_table_rows_say_what_a_reader_needs():
-    sys.path.insert(0, str(REPO / "results"))
-    import make_table
+    make_table = results_table_module()
 
     records = make_table.load_records()
     assert records, "results/ holds no results files"
@@ -70,3 +77,17 @@ def test_results_table_rows_say_what_a_reader_needs():
                                                   "test_episodes": 1000, "command": "tfmeta evaluate --ways 20"},
                                    "trained": {**row, "algorithm": "first-order MAML"}})
     assert "25 min (the 5-way 1-shot model) | 89.4 |" in make_table.classification_table([evaluated])
+
+
+def test_ablation_table_puts_the_base_first_and_each_switch_against_it():
+    make_table = results_table_module()
+
+    def record(row, accuracy, flags):
+        return {"accuracy": accuracy, "ci95": 0.01, "test_episodes": 500, "train_seconds": 240,
+                "curve": {"val_accuracy": [accuracy - 0.02, accuracy + 0.01]},
+                "ablation": {"row": row, "flags": flags, "command": f"python -m tfmeta train {row}"}}
+
+    lines = make_table.ablation_table([record("cosine-lr", 0.8324, ["--cosine-lr-to", "1e-5"]),
+                                       record("maml", 0.8124, [])]).splitlines()
+    assert lines[2].startswith("| maml | `none (the base)` | 81.24 ± 1.00% | — | 500 | 82.24% | 4 |")
+    assert lines[3].startswith("| cosine-lr | `--cosine-lr-to 1e-5` | 83.24 ± 1.00% | +2.00 points |")
