@@ -5,7 +5,7 @@ from tfmeta.algorithms import maml_plus_plus_config
 # What --maml-plus-plus sets besides `maml_plus_plus_config`'s MAML arguments, as the official
 # Omniglot configurations do: meta-batch 8, max-pooling, per-step batch-norm weights, Adam 1e-3
 # annealed to 1e-5 along a cosine. Per-step statistics stay off: the official code collects them
-# but normalizes with each batch's moments, and using them scores at chance early in a run.
+# but normalizes with each batch's moments, and using them scores at chance (docs/maml.md).
 PRESET = {"meta_batch": 8, "pooling": "max", "per_step_bn": True,
           "meta_lr": 1e-3, "cosine_lr_to": 1e-5}
 
@@ -32,7 +32,7 @@ def add_flags(group):
                        help="batch-norm weights and biases per inner step, meta-learned (MAML++)")
     group.add_argument("--per-step-bn-statistics", action="store_true", default=None,
                        help="per-step batch-norm moving statistics, used at validation and test (needs "
-                            "--per-step-bn)")
+                            "--per-step-bn; measured at chance accuracy: docs/maml.md)")
 
 
 def resolve(config, given):

@@ -101,7 +101,9 @@ class MetaBatchNormalization(keras.layers.Layer):
     moments (`moving = momentum * moving + (1 - momentum) * batch`), and
     inference (`training=False`) normalizes step k's passes with row k
     instead of the batch's moments. (The official code collects such
-    statistics but normalizes with the batch's moments all the same.)
+    statistics but normalizes with the batch's moments all the same; a MAML
+    trained on Omniglot and evaluated with them scored at chance, as
+    docs/maml.md shows.)
 
     Args:
         axis: the feature axis, normalized per entry; moments are taken over
