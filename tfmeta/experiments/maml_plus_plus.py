@@ -18,8 +18,8 @@ def add_flags(group):
     group.add_argument("--maml-plus-plus", action="store_true", default=None,
                        help="MAML++'s combination, for every setting not given: 5 inner steps at rate 0.1 learned "
                             "per layer and step, multi-step loss annealed over the first tenth of --iterations, "
-                            "per-step batch-norm weights (with each batch's statistics), max-pooling CNN, meta-batch 8, Adam 1e-3 "
-                            "cosine-annealed to 1e-5 (docs/maml.md)")
+                            "per-step batch-norm weights (with each batch's statistics), max-pooling CNN, "
+                            "meta-batch 8, Adam 1e-3 cosine-annealed to 1e-5 (docs/maml.md)")
     group.add_argument("--learn-per-step-inner-lr", action="store_true", default=None,
                        help="learn one inner rate per layer and inner step (MAML++'s LSLR)")
     group.add_argument("--multi-step-loss-iterations", type=int, metavar="N",
