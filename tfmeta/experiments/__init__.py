@@ -12,7 +12,8 @@ from tfmeta.experiments.config import (
 from tfmeta.experiments.images import is_image_dataset, train_and_evaluate_images
 from tfmeta.experiments.omniglot import build_model, train_and_evaluate_omniglot
 from tfmeta.experiments.sinusoid import train_and_evaluate_sinusoid
-from tfmeta.experiments.text import is_text_dataset, train_and_evaluate_text
+from tfmeta.experiments.config import is_text_dataset
+from tfmeta.experiments.text import train_and_evaluate_text
 
 
 def train(config):

@@ -192,6 +192,11 @@ def dataset_argument(value):
                                      f"text:DIR; received {value!r}")
 
 
+def is_text_dataset(dataset):
+    """True for the `text:DIR` values of `--dataset`."""
+    return isinstance(dataset, str) and dataset.startswith("text:")
+
+
 def resolve(args):
     """Fills unset settings from the config file and the defaults; validates the combination."""
     settings = {key: value for key, value in vars(args).items() if value is not None}
@@ -218,7 +223,7 @@ def resolve(args):
     if dataset == "sinusoid" and settings["algorithm"] != "maml":
         raise SystemExit("tfmeta train: sinusoid regression trains MAML only; received "
                          f"--algorithm {settings['algorithm']}")
-    text_dataset = dataset.startswith("text:")
+    text_dataset = is_text_dataset(dataset)
     if text_dataset and settings["algorithm"] not in ("matching", "protonet"):
         raise SystemExit(f"tfmeta train: text corpora train matching or protonet; received --algorithm "
                          f"{settings['algorithm']}")

@@ -6,16 +6,11 @@ import tfmeta
 from tfmeta.baselines import tfidf_nearest_prototype
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments import reporting
-from tfmeta.experiments.config import compile_for_training
+from tfmeta.experiments.config import compile_for_training, is_text_dataset
 from tfmeta.experiments.images import checked_validation_episodes
 from tfmeta.experiments.omniglot import build_learner, run_name
 
 BASELINE = "TF-IDF nearest class mean"
-
-
-def is_text_dataset(dataset):
-    """True for the `text:DIR` values of `--dataset`."""
-    return isinstance(dataset, str) and dataset.startswith("text:")
 
 
 def build_text_model(config, training_texts):
