@@ -243,11 +243,12 @@ def load_ablation():
 
 
 def ablation_table(records):
-    """MAML++'s switches one at a time on the MAML base (examples/maml_plus_plus_ablation.py), base row first."""
+    """MAML++'s switches one at a time on the MAML base (examples/maml_plus_plus_ablation.py): the base row
+    first, then the switches from the largest gain to the largest loss."""
     lines = ["| row | flags added to the base | test accuracy (95% interval) | against the base | test episodes | "
              "best validation | minutes | command |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     base = next((r for r in records if r["ablation"]["row"] == "maml"), None)
-    for row in sorted(records, key=lambda r: r["ablation"]["row"] != "maml"):
+    for row in sorted(records, key=lambda r: (r["ablation"]["row"] != "maml", -r["accuracy"])):
         flags = " ".join(row["ablation"]["flags"]) or "none (the base)"
         against = "—" if base is None or row is base else f"{100 * (row['accuracy'] - base['accuracy']):+.2f} points"
         lines.append(f"| {row['ablation']['row']} | `{flags}` | {accuracy_cell(row)} | {against} | "

@@ -79,7 +79,7 @@ def test_results_table_rows_say_what_a_reader_needs():
     assert "25 min (the 5-way 1-shot model) | 89.4 |" in make_table.classification_table([evaluated])
 
 
-def test_ablation_table_puts_the_base_first_and_each_switch_against_it():
+def test_ablation_table_puts_the_base_first_then_the_switches_by_effect():
     make_table = results_table_module()
 
     def record(row, accuracy, flags):
@@ -87,7 +87,9 @@ def test_ablation_table_puts_the_base_first_and_each_switch_against_it():
                 "curve": {"val_accuracy": [accuracy - 0.02, accuracy + 0.01]},
                 "ablation": {"row": row, "flags": flags, "command": f"python -m tfmeta train {row}"}}
 
-    lines = make_table.ablation_table([record("cosine-lr", 0.8324, ["--cosine-lr-to", "1e-5"]),
+    lines = make_table.ablation_table([record("lslr", 0.7875, ["--learn-inner-lr"]),
+                                       record("cosine-lr", 0.8324, ["--cosine-lr-to", "1e-5"]),
                                        record("maml", 0.8124, [])]).splitlines()
     assert lines[2].startswith("| maml | `none (the base)` | 81.24 ± 1.00% | — | 500 | 82.24% | 4 |")
     assert lines[3].startswith("| cosine-lr | `--cosine-lr-to 1e-5` | 83.24 ± 1.00% | +2.00 points |")
+    assert lines[4].startswith("| lslr | `--learn-inner-lr` | 78.75 ± 1.00% | -2.49 points |")
