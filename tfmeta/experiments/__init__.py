@@ -6,13 +6,13 @@ from tfmeta.experiments.config import (
     DATASETS,
     distribution_strategy,
     for_this_worker,
+    is_text_dataset,
     parse_train_config,
     train_parser,
 )
 from tfmeta.experiments.images import is_image_dataset, train_and_evaluate_images
 from tfmeta.experiments.omniglot import build_model, train_and_evaluate_omniglot
 from tfmeta.experiments.sinusoid import train_and_evaluate_sinusoid
-from tfmeta.experiments.config import is_text_dataset
 from tfmeta.experiments.text import train_and_evaluate_text
 
 

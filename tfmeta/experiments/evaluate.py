@@ -10,7 +10,8 @@ from tfmeta.data.locations import OmniglotNotFoundError
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments.omniglot import LAKE_RUNS, fixed_episodes
 from tfmeta.experiments.reporting import command_line, portable_path
-from tfmeta.experiments.text import evaluate_on_text, is_text_dataset
+from tfmeta.experiments.config import is_text_dataset
+from tfmeta.experiments.text import evaluate_on_text
 from tfmeta.serving import MODEL_CARD
 
 
