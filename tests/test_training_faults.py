@@ -67,6 +67,8 @@ def test_skip_mode_skips_non_finite_steps_and_trains_on_the_others(name):
 
 def test_non_finite_mode_is_validated_and_saved(tmp_path):
     model = MODELS["protonet"]()
+    model.save(tmp_path / "uncompiled.keras")  # nothing to record before compile
+    assert not keras.models.load_model(tmp_path / "uncompiled.keras").compiled
     with pytest.raises(ValueError, match="non_finite.*received non_finite='ignore'"):
         model.compile(non_finite="ignore")
     model.compile(optimizer="adam", non_finite="skip")

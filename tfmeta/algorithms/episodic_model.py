@@ -199,7 +199,7 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
 
     def get_compile_config(self):
         config = super().get_compile_config()
-        if config is not None:
+        if config:  # Keras gives {} for a model that was never compiled
             config["non_finite"] = self.non_finite
         return config
 
