@@ -81,7 +81,10 @@ def budget(row):
     if train_ways and train_ways != row.get("ways"):
         episodes += f" ({train_ways}-way)"
     trained = f"{row['iterations']:,} iterations × {episodes}, {row['train_seconds'] / 60:.0f} min"
-    if row.get("selected_iteration", row["iterations"]) != row["iterations"]:
+    if row.get("ensemble_iterations"):
+        trained += (f", tested as the {row['selected_by']} (iterations "
+                    f"{', '.join(f'{iteration:,}' for iteration in sorted(row['ensemble_iterations']))})")
+    elif row.get("selected_iteration", row["iterations"]) != row["iterations"]:
         trained += f", tested at iteration {row['selected_iteration']:,} ({row['selected_by']})"
     task = f"{row.get('ways')}-way {row['shots']}-shot"  # sinusoid rows have no ways
     if row.get("same_model_as", task) != task:

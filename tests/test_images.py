@@ -7,34 +7,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfmeta
+from conftest import CLASS_COLOURS, image_folder, write_image
 from tfmeta import cli
 from tfmeta.baselines import pixel_nearest_prototype
 from tfmeta.data import LabelledData, episodes
 from tfmeta.data import images as image_data
 from tfmeta.data.augmentation import random_flips
-
-# The colour of each class's images in the generated folders: one flat colour per class.
-CLASS_COLOURS = {"circle": (250, 10, 10), "square": (10, 250, 10), "star": (10, 10, 250), "wave": (200, 200, 40)}
-
-
-def write_image(path, pixels):
-    """Writes uint8 pixels `[h, w, c]` as PNG or JPEG, by the path's suffix."""
-    encode = tf.io.encode_png if path.suffix == ".png" else tf.io.encode_jpeg
-    path.write_bytes(encode(tf.constant(pixels, tf.uint8)).numpy())
-
-
-def image_folder(root, per_class=6, classes=CLASS_COLOURS):
-    """A folder of class folders of flat-colour images: several sizes, RGB and grayscale, PNG and JPEG."""
-    sizes = [(20, 20), (31, 17), (8, 40)]
-    for name, colour in classes.items():
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            height, width = sizes[i % len(sizes)]
-            pixels = np.broadcast_to(np.array(colour, np.uint8), (height, width, 3))
-            if i % 4 == 3:  # a grayscale file: the colour's luminance
-                pixels = np.round(pixels @ np.array([0.2989, 0.587, 0.114]))[..., None].astype(np.uint8)
-            write_image(root / name / f"{i}.{'jpg' if i % 2 else 'png'}", pixels)
-    return root
 
 
 def luminance(colour):

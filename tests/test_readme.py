@@ -81,6 +81,11 @@ def test_results_table_rows_say_what_a_reader_needs():
                                                   "test_episodes": 1000, "command": "tfmeta evaluate --ways 20"},
                                    "trained": {**row, "algorithm": "first-order MAML"}})
     assert "25 min (the 5-way 1-shot model) | 89.4 |" in make_table.classification_table([evaluated])
+    # An ensemble's row names the checkpoints it averages.
+    ensemble = {**row, "algorithm": "MAML, ensemble of 2 checkpoints", "selected_iteration": 3000,
+                "ensemble_iterations": [3000, 2500], "selected_by": "ensemble of the 2 best val_accuracy"}
+    assert "25 min, tested as the ensemble of the 2 best val_accuracy (iterations 2,500, 3,000) | 98.7 |" in \
+        make_table.classification_table([ensemble])
 
 
 def test_ablation_table_puts_the_base_first_then_the_switches_by_effect():

@@ -12,10 +12,11 @@ except ImportError as error:  # TensorFlow is an extra so a GPU build is never c
     ) from error
 
 from tfmeta import algorithms, data, layers, models, serving  # noqa: E402
-from tfmeta.algorithms import ANIL, MAML, MatchingNetwork, PrototypicalNetwork, Reptile  # noqa: E402
+from tfmeta.algorithms import ANIL, MAML, Ensemble, MatchingNetwork, PrototypicalNetwork, Reptile  # noqa: E402
 
 __all__ = [
     "ANIL",
+    "Ensemble",
     "MAML",
     "MatchingNetwork",
     "PrototypicalNetwork",

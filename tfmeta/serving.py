@@ -40,7 +40,7 @@ import keras
 import tensorflow as tf
 
 import tfmeta
-from tfmeta.algorithms import MAML, MetricLearner, keras_internals
+from tfmeta.algorithms import MAML, Ensemble, MetricLearner, keras_internals
 from tfmeta.algorithms.maml import _check_steps
 from tfmeta.layers.batch_normalization import MetaBatchNormalization
 
@@ -137,16 +137,16 @@ def _input_signature(model, batched):
 
 
 def _check_arguments(model, version, inner_steps, input_range):
-    if not isinstance(model, (MAML, MetricLearner)):
+    if not isinstance(model, (MAML, MetricLearner, Ensemble)):
         raise ValueError(
-            "Only tfmeta models export for serving (MAML, ANIL, Reptile, MatchingNetwork, PrototypicalNetwork); "
-            f"received {type(model).__name__}."
+            "Only tfmeta models export for serving (MAML, ANIL, Reptile, MatchingNetwork, PrototypicalNetwork, "
+            f"Ensemble); received {type(model).__name__}."
         )
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"`version` must be a positive integer (TF Serving's version directory); "
                          f"received version={version!r}.")
     if inner_steps is not None:
-        if not isinstance(model, MAML):
+        if not (isinstance(model, MAML) or isinstance(model, Ensemble) and model.adapts_by_gradient):
             raise ValueError(f"`inner_steps` applies to MAML models only; received inner_steps="
                              f"{inner_steps!r} for a {type(model).__name__}.")
         _check_steps("inner_steps", inner_steps)
@@ -170,8 +170,8 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
     Serving instance watching `base_dir` never loads half a model.
 
     Args:
-        model: a `tfmeta.MAML` (or its subclasses `ANIL` and `Reptile`), `MatchingNetwork` or
-            `PrototypicalNetwork`.
+        model: a `tfmeta.MAML` (or its subclasses `ANIL` and `Reptile`), `MatchingNetwork`,
+            `PrototypicalNetwork`, or an `Ensemble` of them.
         base_dir: the model's directory, TF Serving's `--model_base_path`.
         version: the version number (a positive integer).
         inner_steps: MAML only: inner steps baked into the served graph
@@ -236,6 +236,13 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
 
 def model_card(model, version, inner_steps=None, input_range=None, metadata=None):
     """The `model.json` record of an exported model."""
+    if isinstance(model, Ensemble):  # described by its first member (with --ensemble, all are one run's)
+        card = model_card(model.members[0], version, inner_steps, input_range, metadata)
+        card["class"] = "tfmeta.Ensemble"
+        card["signatures"].pop("embed", None)
+        card["ensemble"] = {"members": len(model.members), "member_class": f"tfmeta.{type(model.members[0]).__name__}",
+                            "combination": "the mean of the members' class probabilities"}
+        return card
     classifier = model.is_classifier
     card = {
         "algorithm": type(model).__name__,  # metadata may name it more precisely, e.g. "first-order MAML"

@@ -1,6 +1,7 @@
 """Meta-learning algorithms, each a Keras model over pure functions."""
 
 from tfmeta.algorithms.anil import ANIL, head_layers
+from tfmeta.algorithms.ensemble import Ensemble, ensemble_log_probabilities
 from tfmeta.algorithms.episodic_model import EpisodicModel
 from tfmeta.algorithms.maml import (
     MAML,
@@ -21,6 +22,7 @@ from tfmeta.algorithms.reptile import Reptile, whole_task
 
 __all__ = [
     "ANIL",
+    "Ensemble",
     "EpisodicModel",
     "MAML",
     "MatchingNetwork",
@@ -31,6 +33,7 @@ __all__ = [
     "adapt_and_predict",
     "adapt_and_predict_each_step",
     "cosine_similarity",
+    "ensemble_log_probabilities",
     "head_layers",
     "maml_plus_plus_config",
     "matching_log_probabilities",

@@ -136,6 +136,10 @@ def add_train_flags(parser):
     add("--test-last", action="store_true", default=None,
         help="test the model of the last epoch (default: the one with the best validation accuracy, or loss "
              "for regression, as Snell et al. and MAML++ select)")
+    add("--ensemble", type=int, metavar="K",
+        help="keep the checkpoints of the K epochs with the best validation scores and test their ensemble "
+             "(the mean of their class probabilities; MAML++ tests K=5); model.keras is that ensemble "
+             "(default: test the single best model)")
     add("--early-stopping", type=int, metavar="N",
         help="stop after N epochs without a better validation score (default: train all --iterations)")
     add("--resume", action="store_true", default=None,
@@ -249,6 +253,15 @@ def resolve(args):
     config.setdefault("data_dir", None)
     config.setdefault("clip_norm", None)
     config.setdefault("early_stopping", None)
+    config.setdefault("ensemble", None)
+    if config["ensemble"] is not None:
+        epochs = max(1, config["iterations"] // config["iterations_per_epoch"])
+        if not 2 <= config["ensemble"] <= epochs:
+            raise SystemExit(f"tfmeta train: --ensemble takes 2 to {epochs} (the number of epochs) checkpoints; "
+                             f"received {config['ensemble']}")
+        if dataset == "sinusoid" or config["test_last"]:
+            raise SystemExit(f"tfmeta train: --ensemble averages the class probabilities of the best validated "
+                             f"epochs; it does not go with {'--dataset sinusoid' if dataset == 'sinusoid' else '--test-last'}")
     if config["early_stopping"] is not None and config["early_stopping"] < 1:
         raise SystemExit(f"tfmeta train: --early-stopping must be a positive number of epochs; received "
                          f"{config['early_stopping']}")

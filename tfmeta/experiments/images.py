@@ -158,7 +158,7 @@ def train_and_evaluate_images(config):
     val = checked_validation_episodes(splits, test_shape, train, config)
     compile_for_training(model, config)
     files = reporting.RunFiles(config.output_dir)
-    model, history, train_seconds, selected_epoch = reporting.fit(model, train, val, config, files)
+    model, history, train_seconds, selected_epochs = reporting.fit(model, train, val, config, files)
 
     print(f"Testing on {config.test_episodes} fixed episodes of the test classes:")
     accuracies, baseline = accuracies_with_baseline(model_predictor(model), splits["test"], *test_shape,
@@ -173,7 +173,7 @@ def train_and_evaluate_images(config):
         "backbone": "miniimagenet_cnn" if config.algorithm == "maml" else config.backbone or "conv4",
         "augmentation": augmentation(config), "pixel_prototype_accuracy": baseline_mean,
         "pixel_prototype_ci95": baseline_half_width,
-        **reporting.training_record(history, config, train_seconds, selected_epoch),
+        **reporting.training_record(history, config, train_seconds, selected_epochs),
     }
     files.write(model, results)
     print(f"{name} {config.ways}-way {config.shots}-shot {config.dataset}: accuracy {100 * mean_accuracy:.2f} ± "

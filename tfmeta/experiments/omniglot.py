@@ -64,6 +64,8 @@ def run_name(config):
         name += " with learned inner rates (Meta-SGD)"
     if config.algorithm == "matching" and config.fce:
         name += " (FCE)"
+    if vars(config).get("ensemble"):
+        name += f", ensemble of {config.ensemble} checkpoints"
     return name
 
 
@@ -156,7 +158,7 @@ def train_and_evaluate_omniglot(config):
                                           class_groups=alphabets(splits["val"]))
     compile_for_training(model, config)
     files = reporting.RunFiles(config.output_dir)
-    model, history, train_seconds, selected_epoch = reporting.fit(model, train, val, config, files)
+    model, history, train_seconds, selected_epochs = reporting.fit(model, train, val, config, files)
 
     test, num_test = fixed_episodes(LAKE_RUNS if config.split == "lake" else "vinyals-test",
                                     config.data_dir, *test_shape, config.test_episodes)
@@ -167,7 +169,7 @@ def train_and_evaluate_omniglot(config):
     results = {
         "algorithm": name, "dataset": "omniglot", "split": config.split,
         "ways": config.ways, "shots": config.shots, "accuracy": mean, "ci95": half_width,
-        "test_episodes": len(accuracies), **reporting.training_record(history, config, train_seconds, selected_epoch),
+        "test_episodes": len(accuracies), **reporting.training_record(history, config, train_seconds, selected_epochs),
     }
     files.write(model, results)
     print(f"{name} {config.ways}-way {config.shots}-shot Omniglot ({config.split} test): accuracy "

@@ -11,6 +11,7 @@ import time
 import keras
 import numpy as np
 
+from tfmeta.algorithms import Ensemble
 from tfmeta.data.locations import find_omniglot_dir
 
 
@@ -111,15 +112,22 @@ class RunFiles:
 RESUMABLE_CHANGES = ("resume", "intra_op_threads", "output_dir", "iterations", "test_last", "early_stopping")
 
 
-def best_epoch(history):
-    """`(epoch, metric)`: the 1-based epoch with the best validation score so far and the metric that
-    says so (`val_accuracy`, highest, for classifiers; else `val_loss`, lowest), the first of ties;
-    `(None, None)` without validation."""
+def best_epochs(history, count=1):
+    """`(epochs, metric)`: the 1-based epochs with the `count` best validation scores so far, best first
+    (the earlier of ties first), and the metric that says so (`val_accuracy`, highest, for classifiers;
+    else `val_loss`, lowest); `([], None)` without validation."""
     metric = next((key for key in ("val_accuracy", "val_loss") if history.get(key)), None)
     if metric is None:
-        return None, None
+        return [], None
     values = np.asarray(history[metric])
-    return int(np.argmax(values) if metric == "val_accuracy" else np.argmin(values)) + 1, metric
+    order = np.argsort(-values if metric == "val_accuracy" else values, kind="stable")
+    return [int(epoch) + 1 for epoch in order[:count]], metric
+
+
+def best_epoch(history):
+    """`(epoch, metric)`: `best_epochs`' best epoch, or `(None, None)` without validation."""
+    epochs, metric = best_epochs(history)
+    return (epochs[0] if epochs else None), metric
 
 
 def stops_early(history, patience):
@@ -136,8 +144,9 @@ class Checkpoint(keras.callbacks.Callback):
     `checkpoints/best.keras` when its validation score is the best so far),
     then `checkpoints/latest.json` (epoch, model file, history so far,
     training seconds, settings) is replaced the same way, and only then are
-    older checkpoints deleted. A process killed at any moment leaves a
-    `latest.json` that names a complete model. With `config.early_stopping`
+    older checkpoints deleted (but those of the `config.ensemble` best
+    epochs). A process killed at any moment leaves a `latest.json` that
+    names a complete model. With `config.early_stopping`
     N, training stops after N epochs without a better validation score.
     """
 
@@ -156,7 +165,7 @@ class Checkpoint(keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
         self.files.checkpoints.mkdir(exist_ok=True)
-        name = f"epoch-{epoch + 1:04d}.keras"
+        name = checkpoint_name(epoch + 1)
         for target in [name, *([BEST] if best_epoch(self.history)[0] == epoch + 1 else [])]:
             temporary = self.files.checkpoints / f".partial-{target}"
             self.model.save(temporary)
@@ -166,8 +175,9 @@ class Checkpoint(keras.callbacks.Callback):
         temporary = self.files.checkpoints / ".partial-latest.json"
         temporary.write_text(json.dumps(state, indent=1))
         os.replace(temporary, self.files.latest)
+        kept = {name, *map(checkpoint_name, best_epochs(self.history, self.config.ensemble or 0)[0])}
         for old in self.files.checkpoints.glob("epoch-*.keras"):
-            if old.name != name:
+            if old.name not in kept:
                 old.unlink()
         if stops_early(self.history, self.config.early_stopping):
             print(f"no better validation score for {self.config.early_stopping} epochs: stopping")
@@ -175,6 +185,11 @@ class Checkpoint(keras.callbacks.Callback):
 
 
 BEST = "best.keras"
+
+
+def checkpoint_name(epoch):
+    """The checkpoint file of 1-based `epoch`."""
+    return f"epoch-{epoch:04d}.keras"
 
 
 def epochs_of(config):
@@ -224,9 +239,10 @@ def fit(model, train_stream, validation, config, files):
     on; with `config.resume`, training continues after the latest
     checkpoint, on the meta-batches that follow it. Returns the model, the
     history of every epoch, the training seconds (interruptions excluded)
-    and the epoch the model is from: the one with the best validation score
+    and the epochs the model is from: the one with the best validation score
     (as Snell et al. and MAML++ select), or the last with
-    `config.test_last` or without validation.
+    `config.test_last` or without validation; with `config.ensemble` K, the
+    K best, whose checkpoints make up a `tfmeta.Ensemble` (MAML++'s test).
     """
     per_epoch, epochs = epochs_of(config)
     model, initial_epoch, history, seconds = _resume(model, config, files)
@@ -241,25 +257,38 @@ def fit(model, train_stream, validation, config, files):
                   initial_epoch=initial_epoch, validation_data=validation, callbacks=callbacks,
                   verbose=1 if sys.stdout.isatty() else 2)
     last = len(checkpoint.history.get("loss", []))
+    if config.ensemble:
+        epochs, metric = best_epochs(checkpoint.history, config.ensemble)
+        if len(epochs) < config.ensemble:
+            raise SystemExit(f"tfmeta train --ensemble {config.ensemble}: only {len(epochs)} validated epochs "
+                             f"to choose from")
+        print(f"testing the ensemble of epochs {epochs} of {last}, the {len(epochs)} best by {metric}")
+        members = [keras.models.load_model(files.checkpoints / checkpoint_name(epoch)) for epoch in epochs]
+        return Ensemble(members), checkpoint.history, checkpoint.seconds, epochs
     best, metric = best_epoch(checkpoint.history)
     if config.test_last or best in (None, last):
-        return model, checkpoint.history, checkpoint.seconds, last
+        return model, checkpoint.history, checkpoint.seconds, [last]
     print(f"testing the model of epoch {best} of {last}, the best by {metric}")
-    return keras.models.load_model(files.checkpoints / BEST), checkpoint.history, checkpoint.seconds, best
+    return keras.models.load_model(files.checkpoints / BEST), checkpoint.history, checkpoint.seconds, [best]
 
 
-def training_record(history, config, train_seconds, selected_epoch):
-    """The part of results.json that describes training: budget, curve, the epoch tested, configuration,
+def training_record(history, config, train_seconds, selected_epochs):
+    """The part of results.json that describes training: budget, curve, the epochs tested, configuration,
     command."""
     per_epoch, _ = epochs_of(config)
     epochs = len(history["loss"])
     curve = {"iteration": [per_epoch * (epoch + 1) for epoch in range(epochs)]}
     curve.update({key: [round(float(value), 5) for value in values] for key, values in history.items()})
     best, metric = best_epoch(history)
+    if len(selected_epochs) > 1:
+        selected_by = f"ensemble of the {len(selected_epochs)} best {metric}"
+    else:
+        selected_by = "last epoch" if selected_epochs == [epochs] and best != epochs else f"best {metric}"
     return {
-        "iterations": per_epoch * epochs, "selected_iteration": per_epoch * selected_epoch,
-        "selected_by": "last epoch" if selected_epoch == epochs and best != epochs else f"best {metric}",
-        "meta_batch": config.meta_batch,
+        "iterations": per_epoch * epochs, "selected_iteration": per_epoch * selected_epochs[0],
+        **({"ensemble_iterations": [per_epoch * epoch for epoch in selected_epochs]} if len(selected_epochs) > 1
+           else {}),
+        "selected_by": selected_by, "meta_batch": config.meta_batch,
         "episodes_seen": per_epoch * epochs * config.meta_batch, "train_seconds": round(train_seconds, 1),
         "curve": curve, "config": portable_config(config), "command": command_line(),
     }

@@ -68,7 +68,7 @@ def train_and_evaluate_sinusoid(config):
     validation = tasks(VALIDATION_SEED + config.seed, config.val_episodes,
                        tfmeta.data.fitting_meta_batch_size(config.val_episodes, 100))
     files = reporting.RunFiles(config.output_dir)
-    maml, history, train_seconds, selected_epoch = reporting.fit(maml, train, validation, config, files)
+    maml, history, train_seconds, selected_epochs = reporting.fit(maml, train, validation, config, files)
 
     test = tasks(TEST_SEED + config.seed, config.test_episodes,
                  tfmeta.data.fitting_meta_batch_size(config.test_episodes, 100))
@@ -82,7 +82,7 @@ def train_and_evaluate_sinusoid(config):
         print(f"{config.shots}-shot sinusoid, {steps:2d} inner step(s): query MSE {mean:.3f} ± "
               f"{half_width:.3f} over {len(errors)} test tasks")
     maml.eval_inner_steps = config.eval_inner_steps
-    results.update(reporting.training_record(history, config, train_seconds, selected_epoch))
+    results.update(reporting.training_record(history, config, train_seconds, selected_epochs))
     files.write(maml, results)
     task = next(tasks(TEST_SEED + config.seed, 1).as_numpy_iterator())
     try:

@@ -113,7 +113,7 @@ def train_and_evaluate_text(config):
     val = checked_validation_episodes(splits, test_shape, train, config)
     compile_for_training(model, config)
     files = reporting.RunFiles(config.output_dir)
-    model, history, train_seconds, selected_epoch = reporting.fit(model, train, val, config, files)
+    model, history, train_seconds, selected_epochs = reporting.fit(model, train, val, config, files)
 
     print(f"Testing on {config.test_episodes} fixed episodes of the test classes:")
     accuracies, baseline = accuracies_with_baseline(model_predictor(model), splits["test"], training_texts,
@@ -124,7 +124,7 @@ def train_and_evaluate_text(config):
         "algorithm": name, "dataset": config.dataset, "split": "by class: the corpus's train/validation/test files",
         "ways": config.ways, "shots": config.shots, **scores, "input_dtype": "string",
         "embedding": "text_tfidf_embedding",
-        **reporting.training_record(history, config, train_seconds, selected_epoch),
+        **reporting.training_record(history, config, train_seconds, selected_epochs),
     }
     files.write(model, results)
     print(f"{name} {config.ways}-way {config.shots}-shot {config.dataset}: {summary(scores)} over "
