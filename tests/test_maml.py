@@ -79,6 +79,20 @@ def test_query_predictions_use_the_fast_weights():
     np.testing.assert_array_equal(model.get_weights()[0], mlp().get_weights()[0])
 
 
+def test_a_float64_inner_step_takes_the_inner_rate_in_float64():
+    model = mlp("float64")
+    episode = task(random_episodes((2,), dtype="float64"), 0)
+    loss = loss_for("float64")
+    params = [tf.constant(v.numpy()) for v in model.trainable_variables]
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        value = loss(episode["support_y"], model.stateless_call(params, [], episode["support_x"])[0])
+    by_hand = [p.numpy() - 0.4 * g.numpy() for p, g in zip(params, tape.gradient(value, params))]
+    fast = adapt(model, params, [], episode["support_x"], episode["support_y"], loss, [0.4] * len(params), 1)
+    for expected, actual in zip(by_hand, fast):
+        np.testing.assert_allclose(actual, expected, rtol=1e-14, atol=1e-15)
+
+
 def test_inner_steps_are_honoured():
     episodes = random_episodes((2,), tasks=1)
     predictions = {}

@@ -34,6 +34,12 @@ def _carried_states(model):
     return [_is_random_state(v) or any(v is w for w in per_step) for v in model.non_trainable_variables]
 
 
+def _as_dtype(value, dtype):
+    """`value` as a `dtype` tensor; a Python number is converted directly (a cast would round it to float32
+    first: 0.4 would become 0.4000000059604645 in a float64 model)."""
+    return tf.cast(value, dtype) if tf.is_tensor(value) else tf.constant(value, dtype)
+
+
 def _carry(carried, old, new):
     return [n if keep else o for keep, o, n in zip(carried, old, new)]
 
@@ -61,7 +67,7 @@ def _adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lr
         for i, gradient in zip(adapted, gradients):
             if first_order:
                 gradient = tf.stop_gradient(gradient)
-            params[i] = params[i] - tf.cast(rates[i], params[i].dtype) * gradient
+            params[i] = params[i] - _as_dtype(rates[i], params[i].dtype) * gradient
         state = _carry(carried, state, updated)
         if after_step is not None:
             state = after_step(step, params, state)
