@@ -19,9 +19,10 @@ OMNIGLOT_AUGMENTED_INPUTS = ("pixels float32 in [0, 1]: ink 1.0, background 0.0,
                              "up to 1 pixel: tfmeta train --augment)")
 
 # What model.json takes over from a training run's results.json.
-RESULTS_KEYS = ("algorithm", "dataset", "split", "ways", "shots", "accuracy", "ci95", "test_episodes", "iterations",
-                "selected_iteration", "ensemble_iterations", "selected_by", "episodes_seen", "train_seconds", "baseline",
-                "baseline_accuracy", "baseline_ci95", "minus_baseline", "minus_baseline_ci95")
+RESULTS_KEYS = ("algorithm", "dataset", "split", "ways", "shots", "accuracy", "ci95", "test_episodes",
+                "iterations", "selected_iteration", "ensemble_iterations", "selected_by", "episodes_seen",
+                "train_seconds", "baseline", "baseline_accuracy", "baseline_ci95", "minus_baseline",
+                "minus_baseline_ci95")
 
 
 # What model.json keeps of each `tfmeta evaluate --output` file given to export.

@@ -259,9 +259,10 @@ def resolve(args):
         if not 2 <= config["ensemble"] <= epochs:
             raise SystemExit(f"tfmeta train: --ensemble takes 2 to {epochs} (the number of epochs) checkpoints; "
                              f"received {config['ensemble']}")
-        if dataset == "sinusoid" or config["test_last"]:
+        conflict = "--dataset sinusoid" if dataset == "sinusoid" else "--test-last" if config["test_last"] else None
+        if conflict:
             raise SystemExit(f"tfmeta train: --ensemble averages the class probabilities of the best validated "
-                             f"epochs; it does not go with {'--dataset sinusoid' if dataset == 'sinusoid' else '--test-last'}")
+                             f"epochs; it does not go with {conflict}")
     if config["early_stopping"] is not None and config["early_stopping"] < 1:
         raise SystemExit(f"tfmeta train: --early-stopping must be a positive number of epochs; received "
                          f"{config['early_stopping']}")

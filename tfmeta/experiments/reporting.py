@@ -146,8 +146,8 @@ class Checkpoint(keras.callbacks.Callback):
     training seconds, settings) is replaced the same way, and only then are
     older checkpoints deleted (but those of the `config.ensemble` best
     epochs). A process killed at any moment leaves a `latest.json` that
-    names a complete model. With `config.early_stopping`
-    N, training stops after N epochs without a better validation score.
+    names a complete model. With `config.early_stopping` N, training stops
+    after N epochs without a better validation score.
     """
 
     def __init__(self, files, config, history, seconds_before):
