@@ -101,7 +101,8 @@ def paper_figure(row):
     if row.get("split") == "lake":
         return PUBLISHED_LAKE
     task = (row["ways"], row["shots"])
-    paper = PUBLISHED.get((row["algorithm"], *task)) or PUBLISHED.get((family(row["algorithm"]), *task))
+    algorithm = row["algorithm"].split(", ensemble of ")[0]  # an ensemble compares with its method's figure
+    paper = PUBLISHED.get((algorithm, *task)) or PUBLISHED.get((family(algorithm), *task))
     return "—" if paper is None else str(paper)
 
 

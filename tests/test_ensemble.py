@@ -36,6 +36,11 @@ def test_ensemble_log_probabilities_are_the_log_of_the_mean_probabilities():
     np.testing.assert_allclose(tfmeta.algorithms.ensemble_log_probabilities(scores), expected, rtol=1e-5)
     with pytest.raises(ValueError, match="at least one member"):
         tfmeta.algorithms.ensemble_log_probabilities([])
+    # Confident members that disagree: finite log-probabilities, in the members' dtype.
+    confident = [np.array([[[800.0, 0.0, -800.0]]]), np.array([[[0.0, 800.0, -700.0]]])]
+    combined = tfmeta.algorithms.ensemble_log_probabilities(confident)
+    assert combined.dtype == tf.float64
+    np.testing.assert_allclose(combined, [[[np.log(0.5), np.log(0.5), -1500 - np.log(2)]]], rtol=1e-12)
 
 
 def test_a_maml_ensemble_adapts_each_member_and_averages_their_probabilities():
@@ -79,6 +84,8 @@ def test_an_ensemble_refuses_members_that_cannot_predict_together():
         tfmeta.Ensemble([maml, keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])])
     with pytest.raises(ValueError, match=r"agree on their ways; received \[3, 5\]"):
         tfmeta.Ensemble([maml, tfmeta.MAML(conv_net(ways=5))])
+    with pytest.raises(ValueError, match=r"all of the MAML family .* or all metric models.*'MAML', 'PrototypicalNet"):
+        tfmeta.Ensemble([maml, protonet])
     with pytest.raises(ValueError, match="agree on their example_shape"):
         tfmeta.Ensemble([protonet, tfmeta.PrototypicalNetwork(tfmeta.models.dense_embedding(3))])
     episodes = random_episodes((4,))
@@ -107,7 +114,9 @@ def test_tfmeta_train_ensemble_tests_the_best_validated_checkpoints_together(tmp
                for epoch in best]
     episodes = random_episodes((16, 16, 3), ways=2, shots=1, pixels=True)
     np.testing.assert_allclose(tf.nn.softmax(ensemble(episodes)), mean_probabilities(members, episodes), atol=1e-6)
-    for flags, message in ((["--ensemble", "1"], "takes 2 to 20"), (["--ensemble", "3", "--test-last"], "test-last"),
+    for flags, message in ((["--ensemble", "1"], r"needs K in \[2, 20\]"),
+                           (["--ensemble", "5", "--early-stopping", "3"], r"needs K in \[2, 4\]"),
+                           (["--ensemble", "3", "--test-last"], "test-last"),
                            (["--dataset", "sinusoid", "--ensemble", "2"], "sinusoid")):
         with pytest.raises(SystemExit, match=message):
             parse_train_config(["--algorithm", "maml", "--iterations", "2000", "--iterations-per-epoch", "100",

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 import tfmeta
 from conftest import random_episodes
@@ -342,17 +343,21 @@ def _serving_kind(card):
     return record["algorithm"], record["task"], record["input_dtype"]
 
 
-# Loading a SavedModel takes up to half a minute, so every committed model's files are checked, and one model of
-# each kind (algorithm, task, input type), whose graphs the others share, is loaded and served.
+# Loading a SavedModel takes up to half a minute, so every committed model's files are read (graph, signatures,
+# weights, card), and one model of each kind (algorithm, task, input type), whose graphs the others share, is
+# loaded and served.
 SERVED_CARDS = list({_serving_kind(card): card for card in reversed(COMMITTED_CARDS)}.values())
 
 
 @pytest.mark.parametrize("card", COMMITTED_CARDS, ids=lambda path: path.parent.name)
-def test_committed_savedmodels_carry_their_card_and_finite_weights(card):
+def test_committed_savedmodels_carry_their_card_signatures_and_finite_weights(card):
     record = json.loads(card.read_text())
     version = card.parent / str(record["version"])
-    assert tf.saved_model.contains_saved_model(str(version))
     assert json.loads((version / "assets.extra" / "model.json").read_text()) == record
+    graph = saved_model_pb2.SavedModel.FromString((version / "saved_model.pb").read_bytes()).meta_graphs[0]
+    assert {"serving_default", "serving_tasks"} <= set(graph.signature_def)
+    support_x = graph.signature_def["serving_default"].inputs["support_x"].tensor_shape
+    assert [dim.size for dim in support_x.dim] == [-1, *record["input_shape"]]
     weights = tf.train.load_checkpoint(str(version / "variables" / "variables"))
     shapes = weights.get_variable_to_shape_map()
     assert shapes and all(np.isfinite(weights.get_tensor(name)).all() for name in shapes
@@ -360,6 +365,8 @@ def test_committed_savedmodels_carry_their_card_and_finite_weights(card):
     assert record["training_command"]
     if record["task"] == "classification":
         assert 0 < record["accuracy"] <= 1 and (record["test_episodes"] >= 1000 or record["split"] == "lake")
+    else:
+        assert np.isfinite(record["mse_1_steps"]) and record["test_tasks"] >= 1000
 
 
 @pytest.mark.parametrize("card", SERVED_CARDS, ids=lambda path: path.parent.name)

@@ -147,8 +147,9 @@ def _check_arguments(model, version, inner_steps, input_range):
                          f"received version={version!r}.")
     if inner_steps is not None:
         if not (isinstance(model, MAML) or isinstance(model, Ensemble) and model.adapts_by_gradient):
-            raise ValueError(f"`inner_steps` applies to MAML models only; received inner_steps="
-                             f"{inner_steps!r} for a {type(model).__name__}.")
+            kind = "an Ensemble of metric models" if isinstance(model, Ensemble) else f"a {type(model).__name__}"
+            raise ValueError(f"`inner_steps` applies to MAML models only; received inner_steps={inner_steps!r} "
+                             f"for {kind}.")
         _check_steps("inner_steps", inner_steps)
     if input_range is not None:
         if len(input_range) != 2 or not float(input_range[0]) < float(input_range[1]):
@@ -238,6 +239,8 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
     """The `model.json` record of an exported model."""
     if isinstance(model, Ensemble):  # described by its first member (with --ensemble, all are one run's)
         card = model_card(model.members[0], version, inner_steps, input_range, metadata)
+        if "algorithm" not in (metadata or {}):  # tfmeta train names it, e.g. "MAML, ensemble of 5 checkpoints"
+            card["algorithm"] += f", ensemble of {len(model.members)}"
         card["class"] = "tfmeta.Ensemble"
         card["signatures"].pop("embed", None)
         card["ensemble"] = {"members": len(model.members), "member_class": f"tfmeta.{type(model.members[0]).__name__}",

@@ -21,8 +21,10 @@ def ensemble_log_probabilities(member_scores):
     """
     if not member_scores:
         raise ValueError("An ensemble needs at least one member's scores; received none.")
-    probabilities = tf.stack([tf.nn.softmax(tf.cast(scores, tf.float32), axis=-1) for scores in member_scores])
-    return tf.math.log(tf.reduce_mean(probabilities, axis=0))
+    dtype = tf.convert_to_tensor(member_scores[0]).dtype
+    # log(mean(softmax)) as a log-sum-exp of log-softmaxes: finite where a member is confident, in the scores' dtype.
+    log_probabilities = tf.stack([tf.nn.log_softmax(tf.cast(scores, dtype), axis=-1) for scores in member_scores])
+    return tf.reduce_logsumexp(log_probabilities, axis=0) - tf.math.log(tf.cast(len(member_scores), dtype))
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")
@@ -37,8 +39,9 @@ class Ensemble(keras.Model):
     `tfmeta evaluate`, export for serving); it does not train.
 
     Args:
-        members: a list of trained classifiers (`tfmeta.MAML`, `ANIL`,
-            `Reptile`, `MatchingNetwork`, `PrototypicalNetwork`).
+        members: a list of trained classifiers: of the MAML family
+            (`tfmeta.MAML`, `ANIL`, `Reptile`) or metric models
+            (`MatchingNetwork`, `PrototypicalNetwork`), not both.
 
     Reference:
         Antoniou, Edwards, Storkey. How to train your MAML. ICLR 2019,
@@ -57,6 +60,10 @@ class Ensemble(keras.Model):
             if not isinstance(member, (MAML, MetricLearner)) or not member.is_classifier:
                 raise ValueError("Every member of an Ensemble must be a tfmeta classifier (MAML, ANIL, Reptile, "
                                  f"MatchingNetwork, PrototypicalNetwork); received {member!r}.")
+        if len({isinstance(member, MAML) for member in members}) > 1:
+            raise ValueError("The members of an Ensemble must be all of the MAML family (their head fixes the ways) "
+                             "or all metric models (any ways); received "
+                             f"{[type(member).__name__ for member in members]}.")
         for name in ("example_shape", "example_dtype", "ways"):
             values = [getattr(member, name, None) for member in members]
             if any(value != values[0] for value in values):

@@ -254,18 +254,21 @@ def resolve(args):
     config.setdefault("clip_norm", None)
     config.setdefault("early_stopping", None)
     config.setdefault("ensemble", None)
+    if config["early_stopping"] is not None and config["early_stopping"] < 1:
+        raise SystemExit(f"tfmeta train: --early-stopping must be a positive number of epochs; received "
+                         f"{config['early_stopping']}")
     if config["ensemble"] is not None:
-        epochs = max(1, config["iterations"] // config["iterations_per_epoch"])
+        # Early stopping may end a run after --early-stopping + 1 epochs: each must find its K checkpoints.
+        epochs = min(max(1, config["iterations"] // config["iterations_per_epoch"]),
+                     config["early_stopping"] + 1 if config["early_stopping"] else float("inf"))
         if not 2 <= config["ensemble"] <= epochs:
-            raise SystemExit(f"tfmeta train: --ensemble takes 2 to {epochs} (the number of epochs) checkpoints; "
-                             f"received {config['ensemble']}")
+            raise SystemExit(f"tfmeta train: --ensemble K needs K in [2, {epochs}], the epochs this run trains at "
+                             f"least (--iterations / --iterations-per-epoch, --early-stopping + 1); received "
+                             f"--ensemble {config['ensemble']}")
         conflict = "--dataset sinusoid" if dataset == "sinusoid" else "--test-last" if config["test_last"] else None
         if conflict:
             raise SystemExit(f"tfmeta train: --ensemble averages the class probabilities of the best validated "
                              f"epochs; it does not go with {conflict}")
-    if config["early_stopping"] is not None and config["early_stopping"] < 1:
-        raise SystemExit(f"tfmeta train: --early-stopping must be a positive number of epochs; received "
-                         f"{config['early_stopping']}")
     config.setdefault("lr_decay_every", None)
     config.setdefault("cosine_lr_to", None)
     if config["cosine_lr_to"] is not None and config["lr_decay_every"] is not None:
