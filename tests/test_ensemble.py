@@ -70,7 +70,8 @@ def test_an_ensemble_saves_loads_and_exports_with_its_card(tmp_path):
     np.testing.assert_allclose(serve(**request)["probabilities"],
                                mean_probabilities(members, episodes, inner_steps=2)[0], atol=1e-5)
     card = json.loads((tmp_path / "served" / "model.json").read_text())
-    assert card["class"] == "tfmeta.Ensemble" and card["maml"]["inner_steps"] == 2
+    assert card["class"] == "tfmeta.Ensemble" and card["algorithm"] == "MAML, ensemble of 2"
+    assert card["maml"]["inner_steps"] == 2 and "embed" not in card["signatures"]
     assert card["ensemble"] == {"members": 2, "member_class": "tfmeta.MAML",
                                 "combination": "the mean of the members' class probabilities"}
 
