@@ -115,6 +115,10 @@ def test_tfmeta_train_ensemble_tests_the_best_validated_checkpoints_together(tmp
                for epoch in best]
     episodes = random_episodes((16, 16, 3), ways=2, shots=1, pixels=True)
     np.testing.assert_allclose(tf.nn.softmax(ensemble(episodes)), mean_probabilities(members, episodes), atol=1e-6)
+    cli.main(["export", "run/model.keras", "served"])
+    card = json.loads((tmp_path / "served" / "model.json").read_text())
+    assert card["class"] == "tfmeta.Ensemble" and card["ensemble_iterations"] == best
+    assert card["algorithm"] == results["algorithm"] and card["accuracy"] == results["accuracy"]
     for flags, message in ((["--ensemble", "1"], r"needs K in \[2, 20\]"),
                            (["--ensemble", "5", "--early-stopping", "3"], r"needs K in \[2, 4\]"),
                            (["--ensemble", "3", "--test-last"], "test-last"),
