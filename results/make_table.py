@@ -33,6 +33,7 @@ PUBLISHED = {
     ("Prototypical Networks", 20, 1): 96.0, ("Prototypical Networks", 20, 5): 98.9,
     ("Matching Networks", 5, 1): 98.1, ("Matching Networks", 20, 1): 93.8,
     ("MAML", 5, 1): 98.7, ("MAML", 5, 5): 99.9, ("MAML", 20, 1): 95.8,
+    ("MAML++", 5, 1): 99.47, ("MAML++", 20, 1): 97.65,  # Antoniou et al., table 1 (ensemble of 5 checkpoints)
     # Finn et al.'s first-order approximation.
     ("first-order MAML", 5, 1): 98.3, ("first-order MAML", 5, 5): 99.2, ("first-order MAML", 20, 1): 89.4,
     ("raw-pixel nearest neighbour (cosine)", 5, 1): 41.7,  # Vinyals et al.'s pixel baseline
