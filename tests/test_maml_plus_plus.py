@@ -232,8 +232,9 @@ def test_a_train_step_moves_each_steps_statistics_by_its_passes_averaged_over_ta
                                for k in (1, 2))
         initial = (np.zeros(4), np.ones(4))
         row0 = moved(initial, hidden(params, support_x))  # step 0's support pass
-        row1 = moved(moved(initial, hidden(one_step, support_x)),  # step 1's support pass, then the query pass
-                     hidden(two_steps, episodes["query_x"][t]))
+        # Step 1's support pass, then the query pass, normalized by the support set's statistics at the adapted
+        # weights (per-query inference).
+        row1 = moved(moved(initial, hidden(one_step, support_x)), hidden(two_steps, support_x))
         means.append([row0[0], row1[0]])
         variances.append([row0[1], row1[1]])
     maml.fit(tf.data.Dataset.from_tensors(episodes), verbose=0)

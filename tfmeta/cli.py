@@ -97,7 +97,7 @@ def export(args):
     try:
         version_dir = tfmeta.serving.export_saved_model(
             model, args.output, args.version, inner_steps=args.inner_steps, input_range=input_range,
-            metadata=metadata, overwrite=args.overwrite)
+            metadata=metadata, overwrite=args.overwrite, inference=args.inference)
     except (ValueError, FileExistsError) as error:
         raise SystemExit(f"tfmeta export: {error}") from error
     print(f"exported {type(model).__name__} to {version_dir} (model card: "
@@ -171,6 +171,11 @@ def parser():
     evaluate_parser.add_argument("--class-split", metavar="FILE",
                                  help="with --dataset: only the test classes of this class-split file or shipped "
                                       "split (cifar-fs, fc100, cub; default: all the dataset's classes)")
+    evaluate_parser.add_argument("--inference", choices=config.INFERENCE_MODES,
+                                 help="MAML family: answer each query from the support set and that query alone "
+                                      "(per-query), or normalize the queries with the statistics of every query of "
+                                      "the episode (transductive, as Finn et al. evaluate); default: the model's "
+                                      "default (per-query; a SavedModel's serving_tasks signature)")
     evaluate_parser.add_argument("--output", help="also write the result, with the model's record, to this "
                                                   "JSON file")
     evaluate_parser.set_defaults(run=evaluate)
@@ -194,6 +199,10 @@ def parser():
     export_parser.add_argument("--input-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                                help="refuse requests with inputs outside [LOW, HIGH] (default: the "
                                     "dataset's: [0, 1] for Omniglot, [-5, 5] for sinusoid; none if unknown)")
+    export_parser.add_argument("--inference", choices=config.INFERENCE_MODES, default="per-query",
+                               help="MAML family: the inference of the serving_default and serving_tasks "
+                                    "signatures; the other mode is exported as serving_<mode> and "
+                                    "serving_tasks_<mode> (default: %(default)s)")
     export_parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
     export_parser.set_defaults(run=export)
     return main

@@ -59,11 +59,14 @@ def episode_accuracies(predict, episodes, num_episodes=None, verbose=1):
     return np.array(results)
 
 
-def model_predictor(model):
-    """`predict(support_x, support_y, query_x)` for a tfmeta model, for `episode_accuracies`."""
+def model_predictor(model, **call_kwargs):
+    """`predict(support_x, support_y, query_x)` for a tfmeta model, for `episode_accuracies`.
+
+    `call_kwargs` go to the model's call (e.g. `inference="transductive"`).
+    """
 
     def predict(support_x, support_y, query_x):
         episodes = {"support_x": support_x, "support_y": support_y, "query_x": query_x}
-        return model(episodes, training=False)
+        return model(episodes, training=False, **call_kwargs)
 
     return predict

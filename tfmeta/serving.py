@@ -11,6 +11,15 @@ The serving contract of a classifier, signature `serving_default`, one task:
   `query_x` float32 `[Q, *example_shape]`;
 - outputs: `probabilities` float32 `[Q, N]`, `classes` int64 `[Q]`.
 
+Every answer depends only on the support set and that query, never on the
+other queries of the request: the MAML family normalizes the queries with
+the support set's batch statistics (per-query inference, see
+`tfmeta.algorithms.predict_queries`), and metric models embed each query
+alone. The MAML family also exports `serving_transductive` and
+`serving_tasks_transductive`, the same contract with the queries normalized
+by their own batch's statistics (Finn et al.'s evaluation), where an answer
+changes with the other queries sent beside it.
+
 N is fixed by the head for MAML, ANIL and Reptile (support labels in `[0, N)`) and is
 `max(support_y) + 1` for metric models (labels exactly `0..N-1`, each
 present). `serving_tasks` takes and returns the same with a leading task axis
@@ -41,7 +50,7 @@ import tensorflow as tf
 
 import tfmeta
 from tfmeta.algorithms import MAML, Ensemble, MetricLearner, keras_internals
-from tfmeta.algorithms.maml import _check_steps
+from tfmeta.algorithms.maml import INFERENCE_MODES, _check_inference, _check_steps
 from tfmeta.layers.batch_normalization import MetaBatchNormalization
 
 MODEL_CARD = "model.json"
@@ -136,7 +145,28 @@ def _input_signature(model, batched):
     return [example, labels, example]
 
 
-def _check_arguments(model, version, inner_steps, input_range):
+def _adapts_by_gradient(model):
+    return isinstance(model, MAML) or isinstance(model, Ensemble) and model.adapts_by_gradient
+
+
+def _other_inference(inference):
+    """The MAML family's other inference mode, and the names of its one-task and batched signatures."""
+    other, = (mode for mode in INFERENCE_MODES if mode != inference)
+    suffix = other.replace("-", "_")
+    return other, f"serving_{suffix}", f"serving_tasks_{suffix}"
+
+
+def _serving_signatures(model, inference):
+    """`{name: (batched, call_kwargs)}`: the default signatures in `inference`, and the MAML family's
+    other mode under its own names."""
+    if not _adapts_by_gradient(model):
+        return {"serving_default": (False, {}), "serving_tasks": (True, {})}
+    other, one_task, batched = _other_inference(inference)
+    return {"serving_default": (False, {"inference": inference}), "serving_tasks": (True, {"inference": inference}),
+            one_task: (False, {"inference": other}), batched: (True, {"inference": other})}
+
+
+def _check_arguments(model, version, inner_steps, input_range, inference):
     if not isinstance(model, (MAML, MetricLearner, Ensemble)):
         raise ValueError(
             "Only tfmeta models export for serving (MAML, ANIL, Reptile, MatchingNetwork, PrototypicalNetwork, "
@@ -145,8 +175,9 @@ def _check_arguments(model, version, inner_steps, input_range):
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"`version` must be a positive integer (TF Serving's version directory); "
                          f"received version={version!r}.")
+    _check_inference(inference)
     if inner_steps is not None:
-        if not (isinstance(model, MAML) or isinstance(model, Ensemble) and model.adapts_by_gradient):
+        if not _adapts_by_gradient(model):
             kind = "an Ensemble of metric models" if isinstance(model, Ensemble) else f"a {type(model).__name__}"
             raise ValueError(f"`inner_steps` applies to MAML models only; received inner_steps={inner_steps!r} "
                              f"for {kind}.")
@@ -161,7 +192,7 @@ def _check_arguments(model, version, inner_steps, input_range):
 
 
 def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_range=None,
-                       metadata=None, overwrite=False):
+                       metadata=None, overwrite=False, inference="per-query"):
     """Exports a trained model as a SavedModel in TF Serving's layout.
 
     Writes `base_dir/<version>/` (the SavedModel) and `base_dir/model.json`
@@ -181,6 +212,11 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
             refused (Omniglot models: `(0.0, 1.0)`). Default: no range check.
         metadata: a dict merged into `model.json`.
         overwrite: replace an existing version directory.
+        inference: MAML family: how `serving_default` and `serving_tasks`
+            normalize the queries, `"per-query"` (each answer depends only
+            on the support set and that query) or `"transductive"`; the
+            other mode is exported as `serving_<mode>` and
+            `serving_tasks_<mode>` (`serving_transductive`, ...).
 
     Returns:
         The version directory, a `pathlib.Path`.
@@ -189,7 +225,7 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
         >>> export_saved_model(maml, "savedmodels/maml-omniglot-5w1s", input_range=(0.0, 1.0),
         ...                    metadata={"shots": 1, "accuracy": 0.967})
     """
-    _check_arguments(model, version, inner_steps, input_range)
+    _check_arguments(model, version, inner_steps, input_range, inference)
     base_dir = pathlib.Path(base_dir)
     target = base_dir / str(version)
     if target.exists() and not overwrite:
@@ -201,11 +237,12 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, batched in (("serving_default", False), ("serving_tasks", True)):
-        def serve(support_x, support_y, query_x, batched=batched):
+    signatures = _serving_signatures(model, inference)
+    for name, (batched, mode) in signatures.items():
+        def serve(support_x, support_y, query_x, batched=batched, mode=mode):
             request = {"support_x": support_x, "support_y": support_y, "query_x": query_x}
             episodes = _checked_episodes(model, request, batched, input_range)
-            return _outputs(model, episodes, call_kwargs, batched)
+            return _outputs(model, episodes, {**call_kwargs, **mode}, batched)
 
         archive.add_endpoint(name, serve, input_signature=_input_signature(model, batched))
     if isinstance(model, MetricLearner):
@@ -216,7 +253,7 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
         archive.add_endpoint("embed", embed,
                              input_signature=[tf.TensorSpec([None, *model.example_shape], model.example_dtype)])
 
-    card = json.dumps(model_card(model, version, inner_steps, input_range, metadata), indent=2) + "\n"
+    card = json.dumps(model_card(model, version, inner_steps, input_range, metadata, inference), indent=2) + "\n"
     base_dir.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{version}-", dir=base_dir))
     try:
@@ -235,10 +272,10 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
     return target
 
 
-def model_card(model, version, inner_steps=None, input_range=None, metadata=None):
+def model_card(model, version, inner_steps=None, input_range=None, metadata=None, inference="per-query"):
     """The `model.json` record of an exported model."""
     if isinstance(model, Ensemble):  # described by its first member (with --ensemble, all are one run's)
-        card = model_card(model.members[0], version, inner_steps, input_range, metadata)
+        card = model_card(model.members[0], version, inner_steps, input_range, metadata, inference)
         if "algorithm" not in (metadata or {}):  # tfmeta train names it, e.g. "MAML, ensemble of 5 checkpoints"
             card["algorithm"] += f", ensemble of {len(model.members)}"
         card["class"] = "tfmeta.Ensemble"
@@ -265,16 +302,23 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
                                + ("probabilities [Q, N], classes [Q]" if classifier else "predictions"),
             "serving_tasks": "the same with a leading task axis T",
         },
+        # How serving_default and serving_tasks answer a query: from the support set and that query alone, or
+        # (MAML family, transductive) with statistics of every query of the request.
+        "inference": inference if isinstance(model, MAML) else "per-query",
         "tfmeta_version": tfmeta.__version__,
         "tensorflow_version": tf.__version__,
     }
     if isinstance(model, MAML):
+        other, one_task, batched = _other_inference(inference)
+        card["signatures"][one_task] = f"serving_default's contract, {other} inference"
+        card["signatures"][batched] = f"serving_tasks's contract, {other} inference"
         card["maml"] = {
             "inner_steps": model.eval_inner_steps if inner_steps is None else inner_steps,
             "inner_lr": model.inner_lr,
             "learned_inner_lr": model.learn_inner_lr,
             "learned_per_step_inner_lr": model.learn_per_step_inner_lr,
             "first_order_training": model.first_order,
+            "training_inference": model.inference,
             "training_inner_steps": model.inner_steps,
             # Reptile's inner steps may each take a slice of the task (None: the whole task every step).
             "training_inner_batch_size": getattr(model, "inner_batch_size", None),

@@ -4,12 +4,14 @@ from tfmeta.algorithms.anil import ANIL, head_layers
 from tfmeta.algorithms.ensemble import Ensemble, ensemble_log_probabilities
 from tfmeta.algorithms.episodic_model import EpisodicModel
 from tfmeta.algorithms.maml import (
+    INFERENCE_MODES,
     MAML,
     adapt,
     adapt_and_predict,
     adapt_and_predict_each_step,
     maml_plus_plus_config,
     multi_step_loss_weights,
+    predict_queries,
 )
 from tfmeta.algorithms.matching_networks import (
     MatchingNetwork,
@@ -22,6 +24,7 @@ from tfmeta.algorithms.reptile import Reptile, whole_task
 
 __all__ = [
     "ANIL",
+    "INFERENCE_MODES",
     "Ensemble",
     "EpisodicModel",
     "MAML",
@@ -38,6 +41,7 @@ __all__ = [
     "maml_plus_plus_config",
     "matching_log_probabilities",
     "multi_step_loss_weights",
+    "predict_queries",
     "prototype_logits",
     "prototypes",
     "whole_task",

@@ -86,19 +86,21 @@ class Ensemble(keras.Model):
         """Whether the members adapt by inner gradient steps (MAML, ANIL, Reptile), which `inner_steps` sets."""
         return any(isinstance(member, MAML) for member in self.members)
 
-    def call(self, episodes, training=False, inner_steps=None):
+    def call(self, episodes, training=False, inner_steps=None, inference=None):
         """Log of the mean of the members' query probabilities `[tasks, queries, ways]`.
 
-        `inner_steps` sets the inner steps of the MAML-family members
-        (default: each one's `eval_inner_steps`).
+        `inner_steps` and `inference` set those of the MAML-family members
+        (default: each one's `eval_inner_steps` and `inference`).
         """
+        maml_kwargs = {name: value for name, value in (("inner_steps", inner_steps), ("inference", inference))
+                       if value is not None}
+        if maml_kwargs and not self.adapts_by_gradient:
+            names = " and ".join(f"`{name}`" for name in maml_kwargs)
+            raise ValueError(f"{names} appl{'ies' if len(maml_kwargs) == 1 else 'y'} to MAML members only; "
+                             f"received {maml_kwargs} for an ensemble of metric models.")
         if inner_steps is not None:
-            if not self.adapts_by_gradient:
-                raise ValueError(f"`inner_steps` applies to MAML members only; received inner_steps={inner_steps!r} "
-                                 "for an ensemble of metric models.")
             _check_steps("inner_steps", inner_steps)
-        scores = [member(episodes, training=training, inner_steps=inner_steps)
-                  if isinstance(member, MAML) and inner_steps is not None else member(episodes, training=training)
+        scores = [member(episodes, training=training, **(maml_kwargs if isinstance(member, MAML) else {}))
                   for member in self.members]
         return ensemble_log_probabilities(scores)
 

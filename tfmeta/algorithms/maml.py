@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tfmeta.algorithms import keras_internals
 from tfmeta.algorithms.episodic_model import EpisodicModel, labels_below
-from tfmeta.layers.batch_normalization import MetaBatchNormalization, inner_step
+from tfmeta.layers.batch_normalization import MetaBatchNormalization, inner_step, statistics_of_first
 
 _ZERO = tf.UnconnectedGradients.ZERO
 
@@ -74,6 +74,47 @@ def _adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lr
     return params, state
 
 
+INFERENCE_MODES = ("per-query", "transductive")
+
+
+def _check_inference(inference):
+    if inference not in INFERENCE_MODES:
+        raise ValueError(f"`inference` must be one of {INFERENCE_MODES}; received inference={inference!r}.")
+
+
+def _normalizes_with_batch_statistics(model, training):
+    """Whether a pass of `model` normalizes with its batch's moments (MetaBatchNormalization layers)."""
+    return any(isinstance(layer, MetaBatchNormalization) and (training or not layer.per_step_statistics)
+               for layer in keras_internals.flatten_layers(model))
+
+
+def predict_queries(model, params, non_trainable, support_x, query_x, inference="per-query", training=True):
+    """The model's predictions for a task's queries, run with `params`.
+
+    `inference="per-query"`: the support set and the queries go through the
+    model as one batch in which every `MetaBatchNormalization` layer
+    normalizes with the support rows' moments (`statistics_of_first`), so a
+    query's prediction depends on the support set and on that query alone:
+    the same whether it is asked alone, with other queries, or in another
+    order (MetaBN, Bronskill et al. 2020). `"transductive"`: the queries go
+    through alone and are normalized with their own batch's moments, as in
+    Finn et al.'s code; each prediction depends on every query of the batch.
+    The two are the same pass for models without batch statistics.
+
+    Returns:
+        `(query_predictions, non_trainable_updates)`, as `stateless_call`.
+    """
+    _check_inference(inference)
+    if inference == "transductive" or not _normalizes_with_batch_statistics(model, training):
+        return model.stateless_call(params, non_trainable, query_x, training=training)
+    # A static support size keeps the slices static (XLA needs them so).
+    support_size = support_x.shape[0] if support_x.shape[0] is not None else tf.shape(support_x)[0]
+    with statistics_of_first(support_size):
+        predictions, updates = model.stateless_call(params, non_trainable, tf.concat([support_x, query_x], 0),
+                                                    training=training)
+    return predictions[support_size:], updates
+
+
 def adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs, steps,
           first_order=False, training=True):
     """Fast weights after `steps` gradient steps on a task's support set.
@@ -111,14 +152,14 @@ def adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs
 
 
 def adapt_and_predict(model, params, non_trainable, episode, loss_fn, inner_lrs, steps,
-                      first_order=False, training=True):
+                      first_order=False, training=True, inference="per-query"):
     """Predicts a task's queries with the fast weights adapted to its support set.
 
     MAML's per-task objective is `loss_fn(episode["query_y"], predictions)`:
     the query loss *with θ'*, not θ.
 
     Args: as `adapt`, with `episode` a dict holding one task's `support_x`,
-        `support_y` and `query_x`.
+        `support_y` and `query_x`, and `inference` as `predict_queries`'s.
 
     Returns:
         `(query_predictions, non_trainable_updates)`; the updates are the
@@ -131,11 +172,11 @@ def adapt_and_predict(model, params, non_trainable, episode, loss_fn, inner_lrs,
     fast, state = _adapt(model, params, non_trainable, episode["support_x"], episode["support_y"],
                          loss_fn, inner_lrs, steps, first_order, training)
     with inner_step(max(steps - 1, 0)):  # the step that produced the fast weights
-        return model.stateless_call(fast, state, episode["query_x"], training=training)
+        return predict_queries(model, fast, state, episode["support_x"], episode["query_x"], inference, training)
 
 
 def adapt_and_predict_each_step(model, params, non_trainable, episode, loss_fn, inner_lrs, steps,
-                                first_order=False, training=True):
+                                first_order=False, training=True, inference="per-query"):
     """Query predictions after every inner step, for MAML++'s multi-step loss.
 
     As `adapt_and_predict`, but the queries are also predicted after each
@@ -152,18 +193,20 @@ def adapt_and_predict_each_step(model, params, non_trainable, episode, loss_fn, 
     carried = _carried_states(model) if non_trainable else []
     predictions = []
 
-    def predict_queries(step, fast, state):
+    def score_queries(step, fast, state):
         if step == steps - 1:  # the last query pass comes after the loop, returning every update
             return state
         with inner_step(step):
-            queries, updated = model.stateless_call(fast, state, episode["query_x"], training=training)
+            queries, updated = predict_queries(model, fast, state, episode["support_x"], episode["query_x"],
+                                               inference, training)
         predictions.append(queries)
         return _carry(carried, state, updated)
 
     fast, state = _adapt(model, params, non_trainable, episode["support_x"], episode["support_y"],
-                         loss_fn, inner_lrs, steps, first_order, training, after_step=predict_queries)
+                         loss_fn, inner_lrs, steps, first_order, training, after_step=score_queries)
     with inner_step(steps - 1):
-        queries, updates = model.stateless_call(fast, state, episode["query_x"], training=training)
+        queries, updates = predict_queries(model, fast, state, episode["support_x"], episode["query_x"],
+                                           inference, training)
     return [*predictions, queries], updates
 
 
@@ -360,9 +403,11 @@ class MAML(EpisodicModel):
     flat in the meta-batch size.
 
     Batch normalization: use `tfmeta.layers.MetaBatchNormalization` (as the
-    provided backbones do). It normalizes every forward pass — each support
-    set, each query set, in training and evaluation — with that batch's own
-    statistics, as Finn et al. did, and its second-order gradient is exact.
+    provided backbones do). It normalizes with batch statistics in training
+    and evaluation, as Finn et al. did, and its second-order gradient is
+    exact: each support pass with the support set's own, each query pass
+    with the support set's at the adapted weights (`inference="per-query"`)
+    or with the query set's own (`inference="transductive"`).
     Keras's `BatchNormalization`, `LayerNormalization` and
     `GroupNormalization` get the second-order meta-gradient wrong (their
     variance stops the gradient through the mean), so they are refused
@@ -413,6 +458,14 @@ class MAML(EpisodicModel):
             iterations, then second order (MAML++'s derivative-order
             annealing). The training step is traced again once, at the
             switch. Not together with `first_order=True`.
+        inference: how the queries of a task are normalized, in training,
+            evaluation, prediction and serving alike. `"per-query"` (the
+            default): with the support set's batch statistics at the adapted
+            weights, so a query's prediction depends only on the support set
+            and that query (MetaBN, Bronskill et al. 2020). `"transductive"`:
+            with the statistics of the queries' own batch, as Finn et al.
+            and MAML++ evaluate; a prediction then changes with the other
+            queries sent with it. See `predict_queries`.
 
     MAML++'s per-step batch-norm weights and statistics are a property of the
     backbone's layers: `tfmeta.layers.MetaBatchNormalization(steps=inner_steps,
@@ -437,8 +490,9 @@ class MAML(EpisodicModel):
     def __init__(self, backbone, inner_lr=0.4, inner_steps=1, eval_inner_steps=None,
                  first_order=False, learn_inner_lr=False, loss=None, classifier=None,
                  allow_mixed_precision=False, learn_per_step_inner_lr=False, multi_step_loss_iterations=None,
-                 first_order_iterations=None, **kwargs):
+                 first_order_iterations=None, inference="per-query", **kwargs):
         super().__init__(**kwargs)
+        _check_inference(inference)
         if not isinstance(backbone, keras.Model):
             raise ValueError(f"`backbone` must be a keras.Model; received {type(backbone).__name__}.")
         if not backbone.built or not backbone.weights:
@@ -481,6 +535,7 @@ class MAML(EpisodicModel):
         self.learn_per_step_inner_lr = bool(learn_per_step_inner_lr)
         self.multi_step_loss_iterations = multi_step_loss_iterations
         self.first_order_iterations = first_order_iterations
+        self.inference = inference
         self._adapted = self._inner_loop_mask(backbone)
         adapted = [v for v, is_adapted in zip(backbone.trainable_variables, self._adapted) if is_adapted]
         self.inner_lrs = [
@@ -558,10 +613,12 @@ class MAML(EpisodicModel):
             return [next(learned) if is_adapted else None for is_adapted in self._adapted]
         return [self.inner_lr if is_adapted else None for is_adapted in self._adapted]
 
-    def _adapt_and_predict(self, task, steps, training, random_state, first_order=None, each_step=False):
+    def _adapt_and_predict(self, task, steps, training, random_state, first_order=None, each_step=False,
+                           inference=None):
         """One task's query predictions and non-trainable updates; `random_state` holds the seed states.
 
         With `each_step`, the predictions are a list, after each inner step.
+        `inference` defaults to the model's.
         """
         randoms = iter(random_state)
         non_trainable = [next(randoms) if _is_random_state(v) else tf.convert_to_tensor(v)
@@ -572,6 +629,7 @@ class MAML(EpisodicModel):
             [tf.convert_to_tensor(v) for v in self.backbone.trainable_variables],
             non_trainable, task, self.mean_loss, self._learning_rates(), steps,
             self.first_order if first_order is None else first_order, training,
+            self.inference if inference is None else inference,
         )
 
     def training_phase(self, iteration):
@@ -722,7 +780,7 @@ class MAML(EpisodicModel):
                                     label_failing=failing)
         return self.update_metrics(loss, episodes["query_y"], predictions, counted)
 
-    def call(self, episodes, training=False, inner_steps=None):
+    def call(self, episodes, training=False, inner_steps=None, inference=None):
         """Adapts to each task's support set and predicts its queries.
 
         Args:
@@ -732,6 +790,8 @@ class MAML(EpisodicModel):
                 random layers (Dropout) draw fresh randomness in every inner
                 step and every task, and their seed states advance.
             inner_steps: inner steps; default `eval_inner_steps`.
+            inference: `"per-query"` or `"transductive"`; default the
+                model's `inference`.
 
         Returns:
             Query predictions `[tasks, queries, outputs]` (logits for
@@ -740,11 +800,14 @@ class MAML(EpisodicModel):
         if inner_steps is None:
             inner_steps = self.eval_inner_steps
         _check_steps("inner_steps", inner_steps)
+        if inference is not None:
+            _check_inference(inference)
         episodes = self.checked_episodes(episodes)
         random_variables = self._random_variables()
 
         def task_fn(task, random_state):
-            predictions, updates = self._adapt_and_predict(task, inner_steps, training, random_state)
+            predictions, updates = self._adapt_and_predict(task, inner_steps, training, random_state,
+                                                           inference=inference)
             return predictions, [u for u, v in zip(updates, self.backbone.non_trainable_variables)
                                  if _is_random_state(v)]
 
@@ -771,6 +834,7 @@ class MAML(EpisodicModel):
             "learn_per_step_inner_lr": self.learn_per_step_inner_lr,
             "multi_step_loss_iterations": self.multi_step_loss_iterations,
             "first_order_iterations": self.first_order_iterations,
+            "inference": self.inference,
         }
 
     @classmethod

@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfmeta.algorithms import keras_internals
-from tfmeta.algorithms.maml import MAML, _adapt, _is_random_state
+from tfmeta.algorithms.maml import MAML, _adapt, _is_random_state, predict_queries
 from tfmeta.layers.batch_normalization import MetaBatchNormalization
 
 
@@ -126,7 +126,8 @@ class Reptile(MAML):
             fast = [tf.convert_to_tensor(v) for v in variables]
             for x, y in inner_batches(*whole_task(task), self.inner_steps, self.inner_batch_size):
                 fast, state = _adapt(self.backbone, fast, state, x, y, self.mean_loss, rates, 1, first_order=True)
-            predictions, updates = self.backbone.stateless_call(fast, state, task["query_x"], training=True)
+            predictions, updates = predict_queries(self.backbone, fast, state, task["support_x"], task["query_x"],
+                                                   self.inference, training=True)
             loss = self.mean_loss(task["query_y"], predictions)
             return predictions, [tf.cast(loss, tf.float32), *fast, *updates]
 

@@ -13,6 +13,7 @@ from tfmeta.experiments import maml_plus_plus
 
 ALGORITHMS = ("maml", "anil", "reptile", "matching", "protonet")
 MAML_FAMILY = ("maml", "anil", "reptile")  # adapt by gradient steps; the head fixes the ways
+INFERENCE_MODES = ("per-query", "transductive")  # tfmeta.algorithms.INFERENCE_MODES, without importing TensorFlow
 DATASETS = ("omniglot", "sinusoid")
 
 # What a setting is when neither the command line nor a config file sets it:
@@ -24,6 +25,7 @@ DEFAULTS = {
         "iterations": 2000, "iterations_per_epoch": 100, "meta_lr": 1e-3, "val_episodes": 100,
         "test_episodes": 1000, "seed": 0, "intra_op_threads": None, "distribute": "none", "inner_lr": 0.4,
         "inner_steps": 1, "eval_inner_steps": 3, "pooling": "stride", "fce_steps": 5, "temperature": 1.0,
+        "inference": "per-query",
     },
     ("omniglot", "protonet"): {"train_ways": 60, "train_queries": 5, "meta_batch": 1, "iterations": 5000,
                                "iterations_per_epoch": 500},
@@ -151,6 +153,11 @@ def add_train_flags(parser):
     maml.add_argument("--eval-inner-steps", type=int,
                       help=f"inner steps at validation and test time ({_default_help('eval_inner_steps')})")
     maml.add_argument("--first-order", action="store_true", default=None, help="first-order MAML")
+    maml.add_argument("--inference", choices=INFERENCE_MODES,
+                      help="how queries are normalized, in training, validation, test and the export: per-query "
+                           "(with the support set's batch statistics, so an answer depends only on the support set "
+                           "and that query) or transductive (with the statistics of all the queries of a task, as "
+                           f"Finn et al.) ({_default_help('inference')})")
     maml.add_argument("--learn-inner-lr", action="store_true", default=None,
                       help="learn per-parameter inner rates (Meta-SGD)")
     maml.add_argument("--pooling", choices=("stride", "max"),
@@ -221,6 +228,9 @@ def resolve(args):
     if settings["algorithm"] in ("anil", "reptile") and dataset != "omniglot":
         raise SystemExit(f"tfmeta train: --algorithm {settings['algorithm']} trains on omniglot; received "
                          f"--dataset {dataset}")
+    if settings.get("inference") is not None and settings["algorithm"] not in MAML_FAMILY:
+        raise SystemExit(f"tfmeta train: --inference applies to {', '.join(MAML_FAMILY)} (metric learners embed each "
+                         f"query alone); received --algorithm {settings['algorithm']}")
     if settings.get("inner_batch") is not None and settings["algorithm"] != "reptile":
         raise SystemExit(f"tfmeta train: --inner-batch applies to --algorithm reptile; received --algorithm "
                          f"{settings['algorithm']}")

@@ -6,6 +6,7 @@ import pathlib
 import keras
 import tensorflow as tf
 
+from tfmeta.algorithms import MAML, Ensemble
 from tfmeta.data.locations import OmniglotNotFoundError
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments.omniglot import LAKE_RUNS, fixed_episodes
@@ -27,12 +28,19 @@ def _saved_model_dir(path):
     return versions[-1]
 
 
-def load_predictor(path):
+def _adapts_by_gradient(model):
+    return isinstance(model, MAML) or isinstance(model, Ensemble) and model.adapts_by_gradient
+
+
+def load_predictor(path, inference=None):
     """`(predict, record)` for a `.keras` file or a SavedModel directory.
 
     `predict(support_x, support_y, query_x)` takes meta-batches and returns
     class scores; `record` is what the model's results.json or model.json
-    says about it (empty if neither exists).
+    says about it (empty if neither exists), with the MAML family's
+    `"inference"`: how `predict` normalizes the queries, `inference`
+    ("per-query" or "transductive") if given, else the model's default (a
+    SavedModel's `serving_tasks`).
     """
     path = pathlib.Path(path)
     if path.is_file() and path.suffix == ".keras":
@@ -41,7 +49,14 @@ def load_predictor(path):
         model = keras.models.load_model(path)
         if not model.is_classifier:
             raise SystemExit(f"tfmeta evaluate: {path} is a regressor; evaluate classifies Omniglot episodes")
-        return model_predictor(model), {"input_shape": list(model.example_shape), **record}
+        if inference is not None and not _adapts_by_gradient(model):
+            raise SystemExit(f"tfmeta evaluate: --inference applies to the MAML family; {path} is a "
+                             f"{type(model).__name__}, which answers each query alone")
+        record = {"input_shape": list(model.example_shape), **record}
+        if not _adapts_by_gradient(model):
+            return model_predictor(model), record
+        inference = inference or (model.members[0] if isinstance(model, Ensemble) else model).inference
+        return model_predictor(model, inference=inference), {**record, "inference": inference}
     if not path.is_dir():
         raise SystemExit(f"tfmeta evaluate: no .keras file or SavedModel directory at {path}")
     version_dir = _saved_model_dir(path)
@@ -51,7 +66,7 @@ def load_predictor(path):
     signatures = loaded.signatures
     if "serving_tasks" not in signatures:
         raise SystemExit(f"tfmeta evaluate: {version_dir} is not a tfmeta export (no serving_tasks signature)")
-    serve = signatures["serving_tasks"]
+    serve, record = _tasks_signature(version_dir, record, signatures, inference)
     if "probabilities" not in serve.structured_outputs:
         raise SystemExit(f"tfmeta evaluate: {version_dir} is a regressor; evaluate classifies Omniglot episodes")
 
@@ -64,9 +79,29 @@ def load_predictor(path):
     return predict, record
 
 
+def _tasks_signature(version_dir, record, signatures, inference):
+    """`(signature, record)`: the batched signature of a SavedModel that answers in `inference` (None: its
+    default), and its card with the MAML family's inference mode set to that signature's."""
+    if "maml" not in record:
+        if inference is not None:
+            raise SystemExit(f"tfmeta evaluate: --inference applies to the MAML family; {version_dir} is a "
+                             f"{record.get('class', 'metric model')}, which answers each query alone")
+        return signatures["serving_tasks"], record
+    # Exports whose card records no inference predate per-query inference: their signatures are transductive.
+    default = record.get("inference", "transductive")
+    if inference is None or inference == default:
+        return signatures["serving_tasks"], {**record, "inference": default}
+    name = f"serving_tasks_{inference.replace('-', '_')}"
+    if name not in signatures:
+        raise SystemExit(f"tfmeta evaluate: {version_dir} answers {default} only (it has no {name} signature); "
+                         f"export the model again with tfmeta export to get both")
+    return signatures[name], {**record, "inference": inference}
+
+
 def evaluate(args):
     """Accuracy ± 95% interval of the model at `args.model` on fixed, seeded Omniglot episodes."""
-    predict, record = load_predictor(args.model)
+    inference = getattr(args, "inference", None)
+    predict, record = load_predictor(args.model, inference)
     if record.get("input_dtype") == "string" or is_text_dataset(getattr(args, "dataset", None)):
         return evaluate_on_text(args, predict, record)
     if getattr(args, "dataset", None):
@@ -93,6 +128,8 @@ def evaluate(args):
     evaluation = {"model": portable_path(args.model), "split": args.split, "ways": ways, "shots": shots,
                   "queries": args.queries, "seed": args.seed, "in_class_order": args.in_class_order, "resize": args.resize,
                   "accuracy": mean, "ci95": half_width, "test_episodes": len(accuracies), "command": command_line()}
+    if "inference" in record:
+        evaluation["inference"] = record["inference"]
     write_evaluation(args.output, evaluation, record)
     return evaluation
 

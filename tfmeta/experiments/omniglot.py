@@ -37,7 +37,7 @@ def build_learner(config, backbone, embedding):
         try:
             return GRADIENT_LEARNERS[config.algorithm](
                 backbone(), inner_lr=config.inner_lr, inner_steps=config.inner_steps,
-                eval_inner_steps=config.eval_inner_steps, **options)
+                eval_inner_steps=config.eval_inner_steps, inference=config.inference, **options)
         except ValueError as error:  # a combination the learner refuses, named in its message
             raise SystemExit(f"tfmeta train: {error}") from error
     if config.algorithm == "matching":

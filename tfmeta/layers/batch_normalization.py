@@ -32,26 +32,57 @@ def current_inner_step():
     return getattr(_INNER_STEP, "index", 0)
 
 
+_REFERENCE = threading.local()
+
+
+@contextlib.contextmanager
+def statistics_of_first(count):
+    """Normalizes the enclosed passes with the moments of each batch's first `count` examples.
+
+    MAML's per-query inference runs the support set and the queries through
+    the adapted network as one batch `[support; queries]` in this scope:
+    every `MetaBatchNormalization` layer takes its moments from the support
+    rows alone, so a query's output depends on the support set and on that
+    query, never on the other queries. `count` is a Python int or a scalar
+    integer tensor.
+    """
+    previous = reference_count()
+    _REFERENCE.count = count
+    try:
+        yield
+    finally:
+        _REFERENCE.count = previous
+
+
+def reference_count():
+    """The count set by the innermost `statistics_of_first` scope, else None (the whole batch)."""
+    return getattr(_REFERENCE, "count", None)
+
+
 _FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32)
 _FUSED_MIN_EPSILON = 1.001e-5  # cuDNN's lower bound
 
 
-def batch_normalize(x, gamma, beta, epsilon):
+def batch_normalize(x, gamma, beta, epsilon, reference=None):
     """`gamma * (x - mean) / sqrt(variance + epsilon) + beta` over the last axis.
 
     Mean and (biased) variance are the batch's, taken over all axes but the
-    last; the result is differentiable to any order with every dependence on
-    the moments kept. Runs as TensorFlow's fused batch-norm kernel where it
-    applies (float16/bfloat16/float32): about as fast as no normalization,
-    with exact higher-order gradients through the registered gradient of its
-    gradient. Otherwise (float64, tiny epsilon) as plain differentiable ops.
+    last (with `reference`, over the first `reference` examples of axis 0
+    only); the result is differentiable to any order with every dependence
+    on the moments kept. Runs as TensorFlow's fused batch-norm kernel where
+    it applies (whole-batch moments, float16/bfloat16/float32): about as fast
+    as no normalization, with exact higher-order gradients through the
+    registered gradient of its gradient. Otherwise (reference rows, float64,
+    tiny epsilon) as plain differentiable ops.
 
     Args:
-        x: inputs `[..., features]`.
+        x: inputs `[batch, ..., features]`.
         gamma, beta: scale and offset `[features]`.
         epsilon: added to the variance.
+        reference: None, or the number of leading examples whose moments
+            normalize the whole batch (an int or a scalar integer tensor).
     """
-    if x.dtype in _FUSED_DTYPES and epsilon >= _FUSED_MIN_EPSILON:
+    if reference is None and x.dtype in _FUSED_DTYPES and epsilon >= _FUSED_MIN_EPSILON:
         features = tf.shape(x)[-1]
         # The fused kernel takes 4-D NHWC inputs; moments over N, H, W are
         # moments over all axes but the last whatever the original rank.
@@ -65,12 +96,17 @@ def batch_normalize(x, gamma, beta, epsilon):
             is_training=True,
         )
         return tf.reshape(y, tf.shape(x))
+    mean, variance = _moments(x if reference is None else x[:reference])
+    return (x - mean) * tf.math.rsqrt(variance + epsilon) * tf.cast(gamma, x.dtype) + tf.cast(beta, x.dtype)
+
+
+def _moments(x):
+    """Mean and biased variance over all axes but the last, with every gradient kept."""
     axes = list(range(len(x.shape) - 1))
     mean = tf.reduce_mean(x, axis=axes, keepdims=True)
-    centered = x - mean
     # No stop_gradient on the mean (unlike tf.nn.moments): second order needs it.
-    variance = tf.reduce_mean(tf.square(centered), axis=axes, keepdims=True)
-    return centered * tf.math.rsqrt(variance + epsilon) * tf.cast(gamma, x.dtype) + tf.cast(beta, x.dtype)
+    variance = tf.reduce_mean(tf.square(x - mean), axis=axes, keepdims=True)
+    return mean, variance
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")
@@ -86,10 +122,15 @@ class MetaBatchNormalization(keras.layers.Layer):
       meta-gradient wrong (tests/test_batch_normalization.py measures by how
       much). Here every dependence on the moments is kept.
     - **Batch statistics in training and inference**, and no moving averages,
-      as in Finn et al.'s MAML: every forward pass (support, query,
-      evaluation) normalizes with its own batch's moments, so predictions for
-      a query depend on the other queries of its batch (transductive). The
-      layer has no non-trainable state to drift between replicas.
+      as in Finn et al.'s MAML: every forward pass normalizes with its own
+      batch's moments, or, inside a `statistics_of_first(n)` scope, with
+      the moments of the batch's first n examples. MAML's default per-query
+      inference runs `[support; queries]` in that scope with n the support
+      size, so a query's prediction depends on the support set and on that
+      query alone (MetaBN, Bronskill et al. 2020); its transductive
+      inference normalizes the queries with their own batch's moments, so
+      each prediction depends on the other queries too. The layer has no
+      non-trainable state to drift between replicas.
 
     Per-step weights and statistics (MAML++, Antoniou et al. 2019): with
     `steps=N` the layer holds N rows of `gamma` and `beta`, and inner step k
@@ -119,7 +160,9 @@ class MetaBatchNormalization(keras.layers.Layer):
     Reference:
         Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
         of Deep Networks. ICML 2017. Antoniou, Edwards, Storkey. How to train
-        your MAML. ICLR 2019, section 4 (BNRS, BNWB).
+        your MAML. ICLR 2019, section 4 (BNRS, BNWB). Bronskill, Gordon,
+        Requeima, Nowozin, Turner. TaskNorm: Rethinking Batch Normalization
+        for Meta-Learning. ICML 2020 (MetaBN).
 
     Example:
         >>> layer = MetaBatchNormalization()
@@ -188,12 +231,13 @@ class MetaBatchNormalization(keras.layers.Layer):
         last = len(inputs.shape) - 1
         permutation = [a for a in range(len(inputs.shape)) if a != self._feature_axis] + [self._feature_axis]
         x = inputs if self._feature_axis == last else tf.transpose(inputs, permutation)
+        reference = reference_count()
         if self.per_step_statistics and not training:
             outputs = self._normalize_with_moving_statistics(x, gamma, beta)
         else:
             if self.per_step_statistics:
-                self._update_moving_statistics(x)
-            outputs = batch_normalize(x, gamma, beta, self.epsilon)
+                self._update_moving_statistics(x if reference is None else x[:reference])
+            outputs = batch_normalize(x, gamma, beta, self.epsilon, reference)
         if self._feature_axis == last:
             return outputs
         return tf.transpose(outputs, tf.math.invert_permutation(permutation))
@@ -206,8 +250,7 @@ class MetaBatchNormalization(keras.layers.Layer):
     def _update_moving_statistics(self, x):
         """Moves this step's row of the moving statistics towards the batch's (biased) moments."""
         axes = list(range(len(x.shape) - 1))
-        batch = [tf.stop_gradient(tf.reduce_mean(x, axis=axes))]
-        batch.append(tf.stop_gradient(tf.reduce_mean(tf.square(x - batch[0]), axis=axes)))
+        batch = [tf.stop_gradient(tf.squeeze(moment, axes)) for moment in _moments(x)]
         row = tf.one_hot(min(current_inner_step(), self.steps - 1), self.steps, dtype=self.variable_dtype)[:, None]
         for moving, moment in zip((self.moving_mean, self.moving_variance), batch):
             step = (1.0 - self.momentum) * (tf.cast(moment, self.variable_dtype) - moving)
