@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 
 import tfmeta
 
+from conftest import numpy_tfidf
 from test_episodes import check_episode, synthetic_data
 from test_serving import CLIENT, rest_request_code
 from tfmeta.data import (LabelledData, LabelledText, episodes, evaluation_episodes, load_clinc_oos,
@@ -104,13 +105,34 @@ def test_labelled_lines_are_read_by_class(tmp_path, name):
 
 @pytest.mark.parametrize("lines, message", [
     (["net\tweb", "net web browser"], r"data.tsv, line 2: expected `label<TAB>text`, found no tab: 'net web"),
-    (["net\tweb", "net\t  "], r"line 2: .*an empty text"),
+    (["net\tweb", "net\t  "], r"line 2: .*a label without text"),
     (["\tweb"], r"line 1: .*an empty label"),
     (["net\tweb", "net\tmail", "games\tchess"], r"fewer than min_per_class=2 examples, e.g. 'games' with 1"),
 ])
 def test_bad_labelled_lines_name_the_file_and_line(tmp_path, lines, message):
     with pytest.raises(ValueError, match=message):
         read_labelled_lines(write_lines(tmp_path / "data.tsv", lines))
+
+
+def test_text_that_is_not_utf8_is_named_by_file_and_line_with_the_fix(tmp_path):
+    path = tmp_path / "data.tsv.gz"
+    good = "\ufeffgames\t象棋游戏\nnet\t网络\n".encode("utf-8")  # a byte order mark first, skipped
+    with gzip.open(path, "wb") as file:
+        file.write(good + "net\t网络浏览器\n".encode("gb18030"))
+    with pytest.raises(ValueError, match=r"data.tsv.gz, line 3: not valid UTF-8 \(byte 5 of the line is 0xcd\); "
+                                         r"save the file as UTF-8, e.g. with `iconv -f GB18030 -t UTF-8`"):
+        read_labelled_lines(path)
+    with gzip.open(path, "wb") as file:
+        file.write(good)
+    assert read_labelled_lines(path, min_per_class=1).class_names == ["games", "net"]
+    for name in ("spam", "ham"):
+        (tmp_path / "folders" / name).mkdir(parents=True)
+        (tmp_path / "folders" / name / "0.txt").write_text("一行", encoding="utf-8")
+    (tmp_path / "folders/spam/1.txt").write_bytes("第一行\n".encode() + "第二行".encode("gbk"))
+    with pytest.raises(ValueError, match=r"spam/1.txt, line 2: not valid UTF-8 \(byte 1 of the line is 0xb5\)"):
+        read_text_folders(tmp_path / "folders", min_per_class=1)
+    with pytest.raises(ValueError, match=r"`texts`, text 1, line 1: not valid UTF-8 \(byte 3 of the line is 0xff\)"):
+        LabelledText(["fine", b"ok\xff"], [0, 0])
 
 
 def test_a_missing_file_or_folder_is_named(tmp_path):
@@ -371,25 +393,9 @@ def test_the_documented_text_rest_body_predicts_what_the_model_does(exported_tex
         export_saved_model(model, path.parent, 2, input_range=(0.0, 1.0))
 
 
-def numpy_tfidf(training_texts):
-    """`(vocabulary, vector(text))`: L2-normalised TF-IDF with Keras's idf = log(1 + documents / (1 + document
-    frequency)), the vocabulary in sorted order."""
-    documents = [text.lower().split() for text in training_texts]
-    vocabulary = sorted({word for words in documents for word in words})
-    frequency = np.array([sum(word in words for words in documents) for word in vocabulary])
-    idf = np.log(1 + len(documents) / (1 + frequency))
-
-    def vector(text):
-        words = text.lower().split()
-        tfidf = np.array([words.count(word) for word in vocabulary]) * idf
-        return tfidf / max(np.linalg.norm(tfidf), 1e-12)
-
-    return vocabulary, vector
-
-
-def numpy_tfidf_nearest_mean(training_texts, support_x, support_y, query_x):
+def numpy_tfidf_nearest_mean(training_texts, support_x, support_y, query_x, tokenize="words"):
     """TF-IDF, cosine to the L2-normalised class means."""
-    _, vector = numpy_tfidf(training_texts)
+    _, vector = numpy_tfidf(training_texts, tokenize)
     support = np.array([vector(text) for text in support_x])
     means = np.array([support[support_y == label].mean(0) for label in range(support_y.max() + 1)])
     means /= np.linalg.norm(means, axis=1, keepdims=True)
