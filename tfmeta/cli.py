@@ -22,7 +22,7 @@ OMNIGLOT_AUGMENTED_INPUTS = ("pixels float32 in [0, 1]: ink 1.0, background 0.0,
 RESULTS_KEYS = ("algorithm", "dataset", "split", "ways", "shots", "accuracy", "ci95", "test_episodes",
                 "iterations", "selected_iteration", "ensemble_iterations", "selected_by", "episodes_seen",
                 "train_seconds", "baseline", "baseline_accuracy", "baseline_ci95", "minus_baseline",
-                "minus_baseline_ci95")
+                "minus_baseline_ci95", "tokenize")
 
 
 # What model.json keeps of each `tfmeta evaluate --output` file given to export.

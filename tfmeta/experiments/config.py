@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfmeta.data.locations import DATA_DIR_HELP
 from tfmeta.experiments import maml_plus_plus
+from tfmeta.models.tokenization import TOKENIZATIONS
 
 ALGORITHMS = ("maml", "anil", "reptile", "matching", "protonet")
 MAML_FAMILY = ("maml", "anil", "reptile")  # adapt by gradient steps; the head fixes the ways
@@ -39,9 +40,9 @@ DEFAULTS = {
     # Prototypical Networks compare texts by the cosine, as the TF-IDF baseline does: the squared distance to a
     # mean of unit vectors also counts the mean's length (docs/text.md).
     ("text", "protonet"): {"meta_batch": 4, "meta_lr": 1e-2, "iterations": 500, "iterations_per_epoch": 100,
-                           "distance": "cosine", "temperature": 10.0, "learn_temperature": True},
+                           "distance": "cosine", "temperature": 10.0, "learn_temperature": True, "tokenize": "auto"},
     ("text", "matching"): {"meta_batch": 4, "meta_lr": 1e-2, "iterations": 500, "iterations_per_epoch": 100,
-                           "temperature": 10.0, "learn_temperature": True},
+                           "temperature": 10.0, "learn_temperature": True, "tokenize": "auto"},
     ("sinusoid", "maml"): {"shots": 10, "queries": 10, "meta_batch": 25, "iterations": 10000,
                            "iterations_per_epoch": 1000, "inner_lr": 0.01, "eval_inner_steps": 1},
 }
@@ -185,6 +186,11 @@ def add_train_flags(parser):
     images.add_argument("--image-augmentation", choices=("none", "crop-flip"),
                         help="crop-flip: shift each training image by up to 1/8 of its side (zero fill) and mirror "
                              "it with probability 1/2 (default: crop-flip for matching and protonet, none for maml)")
+    text = parser.add_argument_group("text corpora (--dataset text:DIR)")
+    text.add_argument("--tokenize", choices=TOKENIZATIONS,
+                      help="words (split at whitespace), characters (words, and the character unigrams and bigrams "
+                           "of scripts written without spaces: Chinese, Japanese, Thai) or auto (characters when at "
+                           "least 1%% of the training texts hold such a script) (default: auto)")
 
 
 def dataset_argument(value):
@@ -287,8 +293,11 @@ def resolve(args):
                          f"--iterations-per-epoch {config['iterations_per_epoch']}; make it a multiple, e.g. "
                          f"{config['iterations'] // config['iterations_per_epoch'] * config['iterations_per_epoch']}")
     prefix = dataset if config["split"] == "vinyals" else f"{dataset}-{config['split']}"
-    for key in ("image_size", "channels", "class_split", "backbone", "image_augmentation"):
+    for key in ("image_size", "channels", "class_split", "backbone", "image_augmentation", "tokenize"):
         config.setdefault(key, None)
+    if config["tokenize"] and not text_dataset:
+        raise SystemExit(f"tfmeta train: --tokenize applies to text corpora (--dataset text:DIR); received "
+                         f"--dataset {dataset}")
     if image_dataset or text_dataset:  # runs/cifar100-protonet-5w1s for tfds:cifar100, ...
         prefix = pathlib.Path(dataset.split(":", 1)[1].rstrip("/")).name.replace("/", "-")
     config.setdefault("output_dir", f"runs/{prefix}-{config['algorithm']}-{config['ways']}w{config['shots']}s"
