@@ -313,7 +313,7 @@ def test_the_debian_corpus_script_labels_dedupes_and_splits_by_section(tmp_path)
         "net\tweb browser"]
 
 
-@pytest.mark.parametrize("corpus", ["debian-packages", "debian-debtags"])
+@pytest.mark.parametrize("corpus", ["debian-packages", "debian-debtags", "debian-packages-zh_CN"])
 def test_the_committed_debian_corpus_matches_its_record(corpus):
     folder = REPO / "data" / corpus
     splits = json.loads((folder / "splits.json").read_text())
@@ -610,6 +610,33 @@ def test_the_debian_corpus_script_labels_by_rarest_topical_debtag_with_long_desc
                              "web::browser\tweb browser A fast browser for"]
     splits = json.loads((tmp_path / "out/splits.json").read_text())
     assert splits["label"] == "debtags" and splits["max_words"] == 6 and splits["dropped_classes"] == {}
+
+
+CHINESE_TRANSLATIONS = """Package: a
+Description-md5: aa
+Description-zh_CN: 网页浏览器
+ 一个快速的网页浏
+ 览器，支持 HTTP
+ 协议。
+
+Package: c
+Description-md5: cc
+Description-zh_CN: 国际象棋
+"""
+
+
+def test_the_debian_corpus_script_builds_a_chinese_corpus_of_the_translated_packages_only(tmp_path):
+    (tmp_path / "Packages").write_text(TAGGED_PACKAGES)
+    (tmp_path / "Translation-zh_CN").write_text(CHINESE_TRANSLATIONS, encoding="utf-8")
+    run_prepare_script([str(tmp_path / "Packages"), "--translations", str(tmp_path / "Translation-zh_CN"),
+                        "--language", "zh_CN", "--output", str(tmp_path / "out"), "--min-per-class", "1",
+                        "--fractions", "1.0", "0.0"])
+    lines = gzip.open(tmp_path / "out/train.tsv.gz", "rt", encoding="utf-8").read().splitlines()
+    # Lines wrapped inside Chinese text join without a space; packages without a translation are left out.
+    assert sorted(lines) == ["games\t国际象棋", "net\t网页浏览器 一个快速的网页浏览器，支持 HTTP 协议。"]
+    assert json.loads((tmp_path / "out/splits.json").read_text())["language"] == "zh_CN"
+    with pytest.raises(SystemExit):
+        run_prepare_script([str(tmp_path / "Packages"), "--language", "zh_CN", "--output", str(tmp_path / "x")])
 
 
 TEXT_CLI_FLAGS = {"protonet": [], "matching": [], "matching-fce": ["--fce"]}
