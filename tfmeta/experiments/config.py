@@ -191,6 +191,12 @@ def add_train_flags(parser):
                       help="words (split at whitespace), characters (words, and the character unigrams and bigrams "
                            "of scripts written without spaces: Chinese, Japanese, Thai) or auto (characters when at "
                            "least 1%% of the training texts hold such a script) (default: auto)")
+    text.add_argument("--text-encoder", metavar="keras-hub:PRESET_OR_DIR",
+                      help="embed texts with a pretrained KerasHub backbone and its preprocessor (a preset name, "
+                           "e.g. keras-hub:bert_base_multi, or a folder written by save_to_preset; needs pip install "
+                           "\".[text]\") instead of the TF-IDF embedding (default: TF-IDF)")
+    text.add_argument("--fine-tune-encoder", action="store_true", default=None,
+                      help="with --text-encoder: fine-tune the backbone (default: frozen)")
 
 
 def dataset_argument(value):
@@ -293,11 +299,18 @@ def resolve(args):
                          f"--iterations-per-epoch {config['iterations_per_epoch']}; make it a multiple, e.g. "
                          f"{config['iterations'] // config['iterations_per_epoch'] * config['iterations_per_epoch']}")
     prefix = dataset if config["split"] == "vinyals" else f"{dataset}-{config['split']}"
-    for key in ("image_size", "channels", "class_split", "backbone", "image_augmentation", "tokenize"):
+    for key in ("image_size", "channels", "class_split", "backbone", "image_augmentation", "tokenize",
+                "text_encoder", "fine_tune_encoder"):
         config.setdefault(key, None)
-    if config["tokenize"] and not text_dataset:
-        raise SystemExit(f"tfmeta train: --tokenize applies to text corpora (--dataset text:DIR); received "
-                         f"--dataset {dataset}")
+    for flag in ("tokenize", "text_encoder"):
+        if config[flag] and not text_dataset:
+            raise SystemExit(f"tfmeta train: --{flag.replace('_', '-')} applies to text corpora (--dataset "
+                             f"text:DIR); received --dataset {dataset}")
+    if config["text_encoder"] and not config["text_encoder"].startswith("keras-hub:"):
+        raise SystemExit(f"tfmeta train: --text-encoder takes keras-hub:PRESET_OR_DIR; received "
+                         f"{config['text_encoder']!r}")
+    if config["fine_tune_encoder"] and not config["text_encoder"]:
+        raise SystemExit("tfmeta train: --fine-tune-encoder fine-tunes the backbone of --text-encoder; give it")
     if image_dataset or text_dataset:  # runs/cifar100-protonet-5w1s for tfds:cifar100, ...
         prefix = pathlib.Path(dataset.split(":", 1)[1].rstrip("/")).name.replace("/", "-")
     config.setdefault("output_dir", f"runs/{prefix}-{config['algorithm']}-{config['ways']}w{config['shots']}s"

@@ -16,9 +16,18 @@ BASELINE = "TF-IDF nearest class mean"
 
 
 def build_text_model(config, training_texts, tokenize):
-    """The configured metric learner on `tfmeta.models.text_tfidf_embedding`, adapted on the training texts."""
-    return build_learner(config, backbone=None,
-                         embedding=lambda: tfmeta.models.text_tfidf_embedding(training_texts, tokenize=tokenize))
+    """The configured metric learner on `tfmeta.models.text_tfidf_embedding` adapted on the training texts, or on
+    the pretrained encoder of `--text-encoder keras-hub:PRESET_OR_DIR`."""
+    def embedding():
+        if not config.text_encoder:
+            return tfmeta.models.text_tfidf_embedding(training_texts, tokenize=tokenize)
+        try:
+            return tfmeta.models.pretrained_text_embedding(config.text_encoder[len("keras-hub:"):],
+                                                           trainable=bool(config.fine_tune_encoder))
+        except (ImportError, OSError, ValueError) as error:
+            raise SystemExit(f"tfmeta train: --text-encoder {config.text_encoder}: {error}") from None
+
+    return build_learner(config, backbone=None, embedding=embedding)
 
 
 def corpus_tokenization(tokenize, dataset, training_texts, command):
@@ -141,7 +150,7 @@ def train_and_evaluate_text(config):
     results = {
         "algorithm": name, "dataset": config.dataset, "split": "by class: the corpus's train/validation/test files",
         "ways": config.ways, "shots": config.shots, **scores, "input_dtype": "string",
-        "embedding": "text_tfidf_embedding", "tokenize": tokenize,
+        "embedding": config.text_encoder or "text_tfidf_embedding", "tokenize": tokenize,
         **reporting.training_record(history, config, train_seconds, selected_epochs),
     }
     files.write(model, results)
