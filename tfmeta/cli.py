@@ -53,7 +53,7 @@ def _export_metadata(results):
     metadata = {key: value for key, value in results.items()
                 if key in RESULTS_KEYS or key.startswith(("mse_", "ci95_")) or key == "test_tasks"}
     config = results.get("config", {})
-    for key in ("train_ways", "train_queries", "meta_batch"):
+    for key in ("queries", "train_ways", "train_queries", "meta_batch"):
         if config.get(key) is not None:
             metadata[key] = config[key]
     if "command" in results:
