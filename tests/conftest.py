@@ -1,4 +1,6 @@
 import pathlib
+import string
+import unicodedata
 
 import keras
 import numpy as np
@@ -134,3 +136,50 @@ def image_folder(root, per_class=6, classes=CLASS_COLOURS):
                 pixels = np.round(pixels @ np.array([0.2989, 0.587, 0.114]))[..., None].astype(np.uint8)
             write_image(root / name / f"{i}.{'jpg' if i % 2 else 'png'}", pixels)
     return root
+
+
+# Unicode character names of the scripts written without spaces (Chinese, Japanese, Thai, ...), and 々, a Han mark.
+NO_SPACE_NAMES = ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HIRAGANA", "KATAKANA", "THAI", "LAO",
+                  "KHMER", "MYANMAR", "IDEOGRAPHIC ITERATION MARK")
+
+
+def reference_tokens(text, tokenize="words"):
+    """The tokens of `text` as tfmeta's text models should read it, in plain Python.
+
+    Keras's standardization (ASCII letters lowered, ASCII punctuation
+    removed); "words" splits at whitespace; "characters" also ends words at
+    any Unicode punctuation, symbol or separator, and gives each character
+    of a script written without spaces and each pair of such characters
+    written next to each other.
+    """
+    text = "".join(c.lower() if "A" <= c <= "Z" else c for c in text if c not in string.punctuation)
+    if tokenize == "words":
+        return text.split()
+    text = "".join(" " if unicodedata.category(c)[0] in "PSZ" else c for c in text)
+    no_space = [unicodedata.name(c, "").startswith(NO_SPACE_NAMES) for c in text]
+    tokens, word = [], ""
+    for i, c in enumerate(text):
+        if no_space[i] or c.isspace():
+            tokens += [word] if word else []
+            word = ""
+        if no_space[i]:
+            tokens += [c] + ([c + text[i + 1]] if i + 1 < len(text) and no_space[i + 1] else [])
+        elif not c.isspace():
+            word += c
+    return tokens + ([word] if word else [])
+
+
+def numpy_tfidf(training_texts, tokenize="words"):
+    """`(vocabulary, vector(text))`: L2-normalised TF-IDF of `reference_tokens` with Keras's idf = log(1 +
+    documents / (1 + document frequency)), the vocabulary in sorted order."""
+    documents = [reference_tokens(text, tokenize) for text in training_texts]
+    vocabulary = sorted({token for tokens in documents for token in tokens})
+    frequency = np.array([sum(token in tokens for tokens in documents) for token in vocabulary])
+    idf = np.log(1 + len(documents) / (1 + frequency))
+
+    def vector(text):
+        tokens = reference_tokens(text, tokenize)
+        tfidf = np.array([tokens.count(token) for token in vocabulary]) * idf
+        return tfidf / max(np.linalg.norm(tfidf), 1e-12)
+
+    return vocabulary, vector

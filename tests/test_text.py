@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 
 import tfmeta
 
+from conftest import numpy_tfidf
 from test_episodes import check_episode, synthetic_data
 from test_serving import CLIENT, rest_request_code
 from tfmeta.data import (LabelledData, LabelledText, episodes, evaluation_episodes, load_clinc_oos,
@@ -104,13 +105,34 @@ def test_labelled_lines_are_read_by_class(tmp_path, name):
 
 @pytest.mark.parametrize("lines, message", [
     (["net\tweb", "net web browser"], r"data.tsv, line 2: expected `label<TAB>text`, found no tab: 'net web"),
-    (["net\tweb", "net\t  "], r"line 2: .*an empty text"),
+    (["net\tweb", "net\t  "], r"line 2: .*a label without text"),
     (["\tweb"], r"line 1: .*an empty label"),
     (["net\tweb", "net\tmail", "games\tchess"], r"fewer than min_per_class=2 examples, e.g. 'games' with 1"),
 ])
 def test_bad_labelled_lines_name_the_file_and_line(tmp_path, lines, message):
     with pytest.raises(ValueError, match=message):
         read_labelled_lines(write_lines(tmp_path / "data.tsv", lines))
+
+
+def test_text_that_is_not_utf8_is_named_by_file_and_line_with_the_fix(tmp_path):
+    path = tmp_path / "data.tsv.gz"
+    good = "\ufeffgames\t象棋游戏\nnet\t网络\n".encode("utf-8")  # a byte order mark first, skipped
+    with gzip.open(path, "wb") as file:
+        file.write(good + "net\t网络浏览器\n".encode("gb18030"))
+    with pytest.raises(ValueError, match=r"data.tsv.gz, line 3: not valid UTF-8 \(byte 5 of the line is 0xcd\); "
+                                         r"save the file as UTF-8, e.g. with `iconv -f GB18030 -t UTF-8`"):
+        read_labelled_lines(path)
+    with gzip.open(path, "wb") as file:
+        file.write(good)
+    assert read_labelled_lines(path, min_per_class=1).class_names == ["games", "net"]
+    for name in ("spam", "ham"):
+        (tmp_path / "folders" / name).mkdir(parents=True)
+        (tmp_path / "folders" / name / "0.txt").write_text("一行", encoding="utf-8")
+    (tmp_path / "folders/spam/1.txt").write_bytes("第一行\n".encode() + "第二行".encode("gbk"))
+    with pytest.raises(ValueError, match=r"spam/1.txt, line 2: not valid UTF-8 \(byte 1 of the line is 0xb5\)"):
+        read_text_folders(tmp_path / "folders", min_per_class=1)
+    with pytest.raises(ValueError, match=r"`texts`, text 1, line 1: not valid UTF-8 \(byte 3 of the line is 0xff\)"):
+        LabelledText(["fine", b"ok\xff"], [0, 0])
 
 
 def test_a_missing_file_or_folder_is_named(tmp_path):
@@ -291,7 +313,7 @@ def test_the_debian_corpus_script_labels_dedupes_and_splits_by_section(tmp_path)
         "net\tweb browser"]
 
 
-@pytest.mark.parametrize("corpus", ["debian-packages", "debian-debtags"])
+@pytest.mark.parametrize("corpus", ["debian-packages", "debian-debtags", "debian-packages-zh_CN"])
 def test_the_committed_debian_corpus_matches_its_record(corpus):
     folder = REPO / "data" / corpus
     splits = json.loads((folder / "splits.json").read_text())
@@ -371,25 +393,9 @@ def test_the_documented_text_rest_body_predicts_what_the_model_does(exported_tex
         export_saved_model(model, path.parent, 2, input_range=(0.0, 1.0))
 
 
-def numpy_tfidf(training_texts):
-    """`(vocabulary, vector(text))`: L2-normalised TF-IDF with Keras's idf = log(1 + documents / (1 + document
-    frequency)), the vocabulary in sorted order."""
-    documents = [text.lower().split() for text in training_texts]
-    vocabulary = sorted({word for words in documents for word in words})
-    frequency = np.array([sum(word in words for words in documents) for word in vocabulary])
-    idf = np.log(1 + len(documents) / (1 + frequency))
-
-    def vector(text):
-        words = text.lower().split()
-        tfidf = np.array([words.count(word) for word in vocabulary]) * idf
-        return tfidf / max(np.linalg.norm(tfidf), 1e-12)
-
-    return vocabulary, vector
-
-
-def numpy_tfidf_nearest_mean(training_texts, support_x, support_y, query_x):
+def numpy_tfidf_nearest_mean(training_texts, support_x, support_y, query_x, tokenize="words"):
     """TF-IDF, cosine to the L2-normalised class means."""
-    _, vector = numpy_tfidf(training_texts)
+    _, vector = numpy_tfidf(training_texts, tokenize)
     support = np.array([vector(text) for text in support_x])
     means = np.array([support[support_y == label].mean(0) for label in range(support_y.max() + 1)])
     means /= np.linalg.norm(means, axis=1, keepdims=True)
@@ -606,6 +612,33 @@ def test_the_debian_corpus_script_labels_by_rarest_topical_debtag_with_long_desc
     assert splits["label"] == "debtags" and splits["max_words"] == 6 and splits["dropped_classes"] == {}
 
 
+CHINESE_TRANSLATIONS = """Package: a
+Description-md5: aa
+Description-zh_CN: 网页浏览器
+ 一个快速的网页浏
+ 览器，支持 HTTP
+ 协议。
+
+Package: c
+Description-md5: cc
+Description-zh_CN: 国际象棋
+"""
+
+
+def test_the_debian_corpus_script_builds_a_chinese_corpus_of_the_translated_packages_only(tmp_path):
+    (tmp_path / "Packages").write_text(TAGGED_PACKAGES)
+    (tmp_path / "Translation-zh_CN").write_text(CHINESE_TRANSLATIONS, encoding="utf-8")
+    run_prepare_script([str(tmp_path / "Packages"), "--translations", str(tmp_path / "Translation-zh_CN"),
+                        "--language", "zh_CN", "--output", str(tmp_path / "out"), "--min-per-class", "1",
+                        "--fractions", "1.0", "0.0"])
+    lines = gzip.open(tmp_path / "out/train.tsv.gz", "rt", encoding="utf-8").read().splitlines()
+    # Lines wrapped inside Chinese text join without a space; packages without a translation are left out.
+    assert sorted(lines) == ["games\t国际象棋", "net\t网页浏览器 一个快速的网页浏览器，支持 HTTP 协议。"]
+    assert json.loads((tmp_path / "out/splits.json").read_text())["language"] == "zh_CN"
+    with pytest.raises(SystemExit):
+        run_prepare_script([str(tmp_path / "Packages"), "--language", "zh_CN", "--output", str(tmp_path / "x")])
+
+
 TEXT_CLI_FLAGS = {"protonet": [], "matching": [], "matching-fce": ["--fce"]}
 
 
@@ -653,21 +686,24 @@ def test_tfmeta_train_refuses_maml_on_text_and_names_a_bad_text_folder(tmp_path)
         cli.main(["evaluate", str(REPO / "savedmodels/protonet-omniglot-5w1s"), "--dataset", f"text:{tmp_path}"])
 
 
-def test_the_committed_text_model_reproduces_its_recorded_accuracy_and_baseline():
-    # The first 50 of the recorded 1,000 test episodes, served on strings; the recorded accuracies (over all of
-    # them) must lie within this run's intervals.
-    card = json.loads((REPO / "savedmodels/protonet-debian-debtags-5w1s/model.json").read_text())
-    loaded = tf.saved_model.load(str(REPO / "savedmodels/protonet-debian-debtags-5w1s/1"))  # keeps the variables
+@pytest.mark.parametrize("name", ["protonet-debian-debtags-5w1s", "protonet-debian-packages-zh_CN-5w1s"])
+def test_the_committed_text_model_reproduces_its_recorded_accuracy_and_baseline(name):
+    # The first 50 of the recorded 1,000 test episodes, served on strings (Chinese ones for zh_CN); the recorded
+    # accuracies (over all of them) must lie within this run's intervals.
+    card = json.loads((REPO / "savedmodels" / name / "model.json").read_text())
+    loaded = tf.saved_model.load(str(REPO / "savedmodels" / name / "1"))  # keeps the variables
     serve = loaded.signatures["serving_tasks"]
     splits = tfmeta.data.read_text_splits(REPO / card["dataset"][len("text:"):])
 
     def stream():
-        return evaluation_episodes(splits["test"], card["ways"], card["shots"], 15, 50,
+        return evaluation_episodes(splits["test"], card["ways"], card["shots"], card.get("queries", 15), 50,
                                    meta_batch_size=tfmeta.data.fitting_meta_batch_size(50))
 
     model = episode_accuracies(lambda sx, sy, qx: serve(support_x=sx, support_y=tf.cast(sy, tf.int32),
                                                         query_x=qx)["probabilities"], stream(), 50, verbose=0)
-    baseline = episode_accuracies(tfidf_nearest_prototype(splits["train"].texts), stream(), 50, verbose=0)
+    training_texts = splits["train"].texts
+    baseline = episode_accuracies(tfidf_nearest_prototype(training_texts, tokenize=card.get("tokenize", "words")),
+                                  stream(), 50, verbose=0)
     for accuracies, recorded, recorded_ci95 in ((model, card["accuracy"], card["ci95"]),
                                                 (baseline, card["baseline_accuracy"], card["baseline_ci95"])):
         mean, ci95 = mean_confidence_interval(accuracies)

@@ -1,10 +1,9 @@
 """Baselines without meta-learning: what a learned embedding has to beat."""
 
-import keras
-import numpy as np
 import tensorflow as tf
 
 from tfmeta.algorithms.prototypical_networks import prototypes
+from tfmeta.models.tokenization import text_vectorization
 
 METRICS = ("cosine", "euclidean")
 
@@ -72,12 +71,12 @@ def _nearest_prototype(support, support_y, query, ways, metric):
     return tf.argmax(_scores(query, means, metric), axis=-1, output_type=tf.int32)
 
 
-def tfidf_nearest_prototype(training_texts, vocabulary_size=20000, metric="cosine"):
+def tfidf_nearest_prototype(training_texts, vocabulary_size=20000, metric="cosine", tokenize="auto"):
     """A text classifier without meta-learning: TF-IDF vectors, nearest class mean.
 
     Each text becomes its TF-IDF vector (`keras.layers.TextVectorization`
     with `output_mode="tf_idf"`, the same standardization and splitting as
-    `tfmeta.models.text_conv_embedding`; vocabulary and inverse document
+    `tfmeta.models.text_tfidf_embedding`; vocabulary and inverse document
     frequencies from `training_texts`), L2-normalised; a query gets the label
     of the nearest class mean of its episode's support vectors (for one
     shot, the nearest support text). Words outside the vocabulary are left
@@ -89,6 +88,8 @@ def tfidf_nearest_prototype(training_texts, vocabulary_size=20000, metric="cosin
         vocabulary_size: the most frequent tokens kept (out-of-vocabulary
             included).
         metric: `"cosine"` or `"euclidean"` between query and class mean.
+        tokenize: `"words"`, `"characters"` or `"auto"` (chosen from
+            `training_texts`), as for the text embeddings.
 
     Returns:
         `predict(support_x, support_y, query_x)` on string meta-batches
@@ -100,8 +101,7 @@ def tfidf_nearest_prototype(training_texts, vocabulary_size=20000, metric="cosin
         retrieval. Information Processing & Management, 1988.
     """
     _check_metric(metric)
-    vectorize = keras.layers.TextVectorization(max_tokens=vocabulary_size, output_mode="tf_idf")
-    vectorize.adapt(np.asarray(training_texts, dtype=str))
+    vectorize = text_vectorization(training_texts, tokenize, max_tokens=vocabulary_size, output_mode="tf_idf")
 
     def vectors(x):
         # Column 0 counts the out-of-vocabulary words as one: unrelated unknown words would look alike.

@@ -22,7 +22,7 @@ OMNIGLOT_AUGMENTED_INPUTS = ("pixels float32 in [0, 1]: ink 1.0, background 0.0,
 RESULTS_KEYS = ("algorithm", "dataset", "split", "ways", "shots", "accuracy", "ci95", "test_episodes",
                 "iterations", "selected_iteration", "ensemble_iterations", "selected_by", "episodes_seen",
                 "train_seconds", "baseline", "baseline_accuracy", "baseline_ci95", "minus_baseline",
-                "minus_baseline_ci95")
+                "minus_baseline_ci95", "tokenize")
 
 
 # What model.json keeps of each `tfmeta evaluate --output` file given to export.
@@ -53,7 +53,7 @@ def _export_metadata(results):
     metadata = {key: value for key, value in results.items()
                 if key in RESULTS_KEYS or key.startswith(("mse_", "ci95_")) or key == "test_tasks"}
     config = results.get("config", {})
-    for key in ("train_ways", "train_queries", "meta_batch"):
+    for key in ("queries", "train_ways", "train_queries", "meta_batch"):
         if config.get(key) is not None:
             metadata[key] = config[key]
     if "command" in results:

@@ -3,6 +3,8 @@
     python examples/text/prepare_debian_packages.py [PACKAGES] [--output data/debian-packages]
     python examples/text/prepare_debian_packages.py --translations --max-words 60 \
         --output data/debian-packages-long
+    python examples/text/prepare_debian_packages.py --translations --language zh_CN --min-per-class 10 \
+        --output data/debian-packages-zh_CN
 
 PACKAGES is an apt `Packages` index (plain, .gz, .xz or .lz4); by default the one `apt-get update` leaves for
 Debian 12 (bookworm) main on amd64. Writes `train.tsv.gz`, `validation.tsv.gz` and `test.tsv.gz` of
@@ -25,9 +27,11 @@ import pathlib
 import random
 import shutil
 import subprocess
+import unicodedata
 
 DEFAULT_PACKAGES = "/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages.lz4"
-DEFAULT_TRANSLATIONS = "/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_i18n_Translation-en.lz4"
+# apt writes the "_" of zh_CN as "%5f" in the index's file name.
+DEFAULT_TRANSLATIONS = "/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_i18n_Translation-{}.lz4"
 APT_HELPER = "/usr/lib/apt/apt-helper"
 SPLITS = ("train", "validation", "test")
 
@@ -67,16 +71,25 @@ def stanzas(index):
 
 
 def description_text(description):
-    """The synopsis and any long description as one line: the long part's "." lines are paragraph breaks."""
-    lines = [line for line in description.split("\n") if line != "."]
-    return " ".join(" ".join(lines).split())  # one line, no tabs
+    """The synopsis and any long description as one line: the long part's "." lines are paragraph breaks.
+
+    Lines are joined by a space, except where the long description wraps inside Chinese or Japanese text (wide
+    characters on both sides), which puts no spaces between words.
+    """
+    synopsis, *lines = [line.strip() for line in description.split("\n") if line != "."]
+    text = ""
+    for line in lines:
+        wide = text and line and all(unicodedata.east_asian_width(c) in "WF" for c in (text[-1], line[0]))
+        text += line if wide or not text else " " + line
+    return " ".join(f"{synopsis} {text}".split())  # one line, no tabs
 
 
-def long_descriptions(translations):
-    """`{(package, description md5): full description}` from a `Translation-en` index."""
-    return {(fields["Package"], fields["Description-md5"]): fields["Description-en"]
+def long_descriptions(translations, language="en"):
+    """`{(package, description md5): full description}` from a `Translation-LANG` index."""
+    field = f"Description-{language}"
+    return {(fields["Package"], fields["Description-md5"]): fields[field]
             for fields in stanzas(translations)
-            if {"Package", "Description-md5", "Description-en"} <= fields.keys()}
+            if {"Package", "Description-md5", field} <= fields.keys()}
 
 
 # Debtags facets that say what a package is about (not its interface, role, toolkit or implementation language).
@@ -111,12 +124,13 @@ def rarest_tag_labeller(all_fields):
     return label
 
 
-def labelled_texts(index, long_description_of=None, max_words=None, label="section"):
+def labelled_texts(index, long_description_of=None, max_words=None, label="section", translated_only=False):
     """`{label: [text, ...]}`: each distinct description once, under the one label it appears with.
 
     `label` is "section" (the package's Section) or "debtags" (its rarest topical debtag, see
     `rarest_tag_labeller`). With `long_description_of` (see `long_descriptions`), a package's text is its long
-    description where the translations have it (its synopsis otherwise), cut to `max_words` words.
+    description where the translations have it (its synopsis otherwise, or, `translated_only`, nothing), cut to
+    `max_words` words.
     """
     all_fields = list(stanzas(index))
     label_of = section_label if label == "section" else rarest_tag_labeller(all_fields)
@@ -124,10 +138,10 @@ def labelled_texts(index, long_description_of=None, max_words=None, label="secti
     order = []
     for fields in all_fields:
         name = label_of(fields)
-        if name is None or not fields.get("Description"):
+        key = (fields.get("Package"), fields.get("Description-md5"))
+        if name is None or not fields.get("Description") or (translated_only and key not in long_description_of):
             continue
-        description = (long_description_of or {}).get((fields.get("Package"), fields.get("Description-md5")),
-                                                       fields["Description"])
+        description = (long_description_of or {}).get(key, fields["Description"])
         text = " ".join(description_text(description).split()[:max_words])
         if text not in labels_of:
             order.append(text)
@@ -161,9 +175,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("packages", nargs="?", default=DEFAULT_PACKAGES,
                         help="an apt Packages index (default: %(default)s)")
-    parser.add_argument("--translations", nargs="?", const=DEFAULT_TRANSLATIONS,
-                        help="a Translation-en index whose long descriptions replace the synopses (given without "
-                             f"a path: {DEFAULT_TRANSLATIONS})")
+    parser.add_argument("--translations", nargs="?", const=True,
+                        help="a Translation-LANG index whose long descriptions replace the synopses (given without "
+                             f"a path: {DEFAULT_TRANSLATIONS.format('LANG')})")
+    parser.add_argument("--language", default="en",
+                        help="the language of --translations, e.g. zh_CN; other than en, only the packages the "
+                             "translations describe are kept, so that the corpus is in that language "
+                             "(default: %(default)s)")
     parser.add_argument("--label", choices=("section", "debtags"), default="section",
                         help="the class of a package: its Section, or its rarest debtag of the topical facets "
                              "(packages without one are left out) (default: %(default)s)")
@@ -176,9 +194,15 @@ def main(argv=None):
                              "sections (default: 0.6 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split of the sections (default: 0)")
     args = parser.parse_args(argv)
+    if args.translations is True:
+        args.translations = DEFAULT_TRANSLATIONS.format(args.language.replace("_", "%5f"))
+    if args.language != "en" and not args.translations:
+        parser.error(f"--language {args.language} reads the descriptions of --translations; give it")
 
-    long_description_of = long_descriptions(read_index(args.translations)) if args.translations else None
-    by_section = labelled_texts(read_index(args.packages), long_description_of, args.max_words, args.label)
+    long_description_of = (long_descriptions(read_index(args.translations), args.language) if args.translations
+                           else None)
+    by_section = labelled_texts(read_index(args.packages), long_description_of, args.max_words, args.label,
+                                translated_only=args.language != "en")
     kept = {section: texts for section, texts in by_section.items() if len(texts) >= args.min_per_class}
     splits = split_sections(kept, args.fractions, args.seed)
     output = pathlib.Path(args.output)
@@ -189,6 +213,7 @@ def main(argv=None):
         "source": pathlib.Path(args.packages).name,
         **({"translations": pathlib.Path(args.translations).name, "max_words": args.max_words}
            if args.translations else {}),
+        **({"language": args.language} if args.language != "en" else {}),
         "label": args.label,
         "min_per_class": args.min_per_class,
         "seed": args.seed,

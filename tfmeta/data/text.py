@@ -37,7 +37,7 @@ class LabelledText(LabelledData):
         decoded = []
         for index, text in enumerate(texts):
             if isinstance(text, bytes):
-                text = text.decode("utf-8")
+                text = _decoded(text, f"`texts`, text {index}")
             if not isinstance(text, str):
                 raise ValueError(f"`texts` must hold strings; text {index} is a {type(text).__name__}: {text!r}.")
             if not text.strip():
@@ -57,8 +57,8 @@ def read_labelled_lines(path, min_per_class=2):
     """Reads `label<TAB>text` lines (UTF-8, optionally gzipped: `.gz`) into `LabelledText`.
 
     One example per line: the class name, a tab, the text (which may hold
-    further tabs). Blank lines are skipped. Classes are numbered in sorted
-    order of their names.
+    further tabs). Blank lines are skipped, and a UTF-8 byte order mark at
+    the start. Classes are numbered in sorted order of their names.
 
     Args:
         path: the file.
@@ -67,30 +67,56 @@ def read_labelled_lines(path, min_per_class=2):
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: naming the path and line of a line without a tab, an
-            empty label or text, or a class with too few examples.
+        ValueError: naming the path and line of a line that is not UTF-8,
+            has no tab, an empty label or a label without text, or a class
+            with too few examples.
 
     Example:
         >>> train = read_labelled_lines("data/debian-packages/train.tsv.gz")
     """
+    names, texts = [], []
+    for _, name, text in labelled_lines(path):
+        names.append(name)
+        texts.append(text)
+    return _grouped(texts, names, min_per_class, str(path))
+
+
+def labelled_lines(path):
+    """`(line number, label, text)` of each non-blank `label<TAB>text` line of `path`, checked as
+    `read_labelled_lines` says."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No labelled text file at {path}: expected lines of `label<TAB>text`.")
     opener = gzip.open if path.suffix == ".gz" else open
-    names, texts = [], []
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            line = line.rstrip("\r\n")
+    with opener(path, "rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            line = _decoded(raw, path, number, "utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
             if not line.strip():
                 continue
             name, tab, text = line.partition("\t")
             if not tab or not name.strip() or not text.strip():
-                problem = "no tab" if not tab else "an empty label" if not name.strip() else "an empty text"
+                problem = ("no tab" if not tab else "an empty label" if not name.strip() else
+                           "a label without text")
                 raise ValueError(f"{path}, line {number}: expected `label<TAB>text`, found {problem}: "
                                  f"{line[:80]!r}.")
-            names.append(name.strip())
-            texts.append(text.strip())
-    return _grouped(texts, names, min_per_class, str(path))
+            yield number, name.strip(), text.strip()
+
+
+def line_of(path, text):
+    """The number of the first line of `path` whose text (as `read_labelled_lines` reads it) is `text`."""
+    return next(number for number, _, line_text in labelled_lines(path) if line_text == text)
+
+
+def _decoded(raw, source, first_line=1, encoding="utf-8"):
+    """`raw` bytes as text; bytes that are not UTF-8 are an error naming `source`, the line and the fix."""
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = first_line + raw.count(b"\n", 0, error.start)
+        offset = error.start - raw.rfind(b"\n", 0, error.start)
+        raise ValueError(f"{source}, line {line}: not valid UTF-8 (byte {offset} of the line is "
+                         f"0x{raw[error.start]:02x}); save the file as UTF-8, e.g. with `iconv -f GB18030 -t UTF-8` "
+                         "for Chinese text in GB18030 or GBK.") from None
 
 
 TEXT_SPLITS = ("train", "validation", "test")
@@ -116,20 +142,23 @@ def read_text_splits(folder, min_per_class=2):
     if not folder.is_dir():
         raise FileNotFoundError(f"No folder at {folder}: expected train.tsv.gz, validation.tsv.gz and test.tsv.gz "
                                 "of `label<TAB>text` lines.")
-    splits = {}
-    for name in TEXT_SPLITS:
-        candidates = [folder / f"{name}.tsv.gz", folder / f"{name}.tsv"]
-        path = next((candidate for candidate in candidates if candidate.is_file()), None)
-        if path is None:
-            raise FileNotFoundError(f"No {name} file in {folder}: expected {candidates[0].name} or "
-                                    f"{candidates[1].name} (`label<TAB>text` lines).")
-        splits[name] = read_labelled_lines(path, min_per_class)
+    splits = {name: read_labelled_lines(split_path(folder, name), min_per_class) for name in TEXT_SPLITS}
     for first, second in ((0, 1), (0, 2), (1, 2)):
         shared = sorted(set(splits[TEXT_SPLITS[first]].class_names) & set(splits[TEXT_SPLITS[second]].class_names))
         if shared:
             raise ValueError(f"{folder}: the {TEXT_SPLITS[first]} and {TEXT_SPLITS[second]} splits share "
                              f"{len(shared)} class(es), e.g. {shared[0]!r}; split a corpus by class.")
     return splits
+
+
+def split_path(folder, name):
+    """The file of split `name` (e.g. "train") in `folder`: `name.tsv.gz`, else `name.tsv`."""
+    candidates = [pathlib.Path(folder) / f"{name}.tsv.gz", pathlib.Path(folder) / f"{name}.tsv"]
+    path = next((candidate for candidate in candidates if candidate.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"No {name} file in {folder}: expected {candidates[0].name} or "
+                                f"{candidates[1].name} (`label<TAB>text` lines).")
+    return path
 
 
 def read_text_folders(path, min_per_class=2):
@@ -141,8 +170,9 @@ def read_text_folders(path, min_per_class=2):
 
     Raises:
         FileNotFoundError: `path` is not a folder.
-        ValueError: naming the file of an empty text, a folder without
-            class folders, or a class with too few examples.
+        ValueError: naming the file of an empty text (and the line of
+            bytes that are not UTF-8), a folder without class folders, or a
+            class with too few examples.
     """
     path = pathlib.Path(path)
     if not path.is_dir():
@@ -153,7 +183,7 @@ def read_text_folders(path, min_per_class=2):
     names, texts = [], []
     for folder in folders:
         for file in sorted(folder.glob("*.txt")):
-            text = file.read_text(encoding="utf-8").strip()
+            text = _decoded(file.read_bytes(), file).strip()
             if not text:
                 raise ValueError(f"{file} is empty: every .txt file is one example and needs text.")
             names.append(folder.name)

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfmeta.data.locations import DATA_DIR_HELP
 from tfmeta.experiments import maml_plus_plus
+from tfmeta.models.tokenization import TOKENIZATIONS
 
 ALGORITHMS = ("maml", "anil", "reptile", "matching", "protonet")
 MAML_FAMILY = ("maml", "anil", "reptile")  # adapt by gradient steps; the head fixes the ways
@@ -41,9 +42,9 @@ DEFAULTS = {
     # Prototypical Networks compare texts by the cosine, as the TF-IDF baseline does: the squared distance to a
     # mean of unit vectors also counts the mean's length (docs/text.md).
     ("text", "protonet"): {"meta_batch": 4, "meta_lr": 1e-2, "iterations": 500, "iterations_per_epoch": 100,
-                           "distance": "cosine", "temperature": 10.0, "learn_temperature": True},
+                           "distance": "cosine", "temperature": 10.0, "learn_temperature": True, "tokenize": "auto"},
     ("text", "matching"): {"meta_batch": 4, "meta_lr": 1e-2, "iterations": 500, "iterations_per_epoch": 100,
-                           "temperature": 10.0, "learn_temperature": True},
+                           "temperature": 10.0, "learn_temperature": True, "tokenize": "auto"},
     ("sinusoid", "maml"): {"shots": 10, "queries": 10, "meta_batch": 25, "iterations": 10000,
                            "iterations_per_epoch": 1000, "inner_lr": 0.01, "eval_inner_steps": 1},
 }
@@ -192,6 +193,17 @@ def add_train_flags(parser):
     images.add_argument("--image-augmentation", choices=("none", "crop-flip"),
                         help="crop-flip: shift each training image by up to 1/8 of its side (zero fill) and mirror "
                              "it with probability 1/2 (default: crop-flip for matching and protonet, none for maml)")
+    text = parser.add_argument_group("text corpora (--dataset text:DIR)")
+    text.add_argument("--tokenize", choices=TOKENIZATIONS,
+                      help="words (split at whitespace), characters (words, and the character unigrams and bigrams "
+                           "of scripts written without spaces: Chinese, Japanese, Thai) or auto (characters when at "
+                           "least 1%% of the training texts hold such a script) (default: auto)")
+    text.add_argument("--text-encoder", metavar="keras-hub:PRESET_OR_DIR",
+                      help="embed texts with a pretrained KerasHub backbone and its preprocessor (a preset name, "
+                           "e.g. keras-hub:bert_base_multi, or a folder written by save_to_preset; needs pip install "
+                           "\".[text]\") instead of the TF-IDF embedding (default: TF-IDF)")
+    text.add_argument("--fine-tune-encoder", action="store_true", default=None,
+                      help="with --text-encoder: fine-tune the backbone (default: frozen)")
 
 
 def dataset_argument(value):
@@ -297,8 +309,18 @@ def resolve(args):
                          f"--iterations-per-epoch {config['iterations_per_epoch']}; make it a multiple, e.g. "
                          f"{config['iterations'] // config['iterations_per_epoch'] * config['iterations_per_epoch']}")
     prefix = dataset if config["split"] == "vinyals" else f"{dataset}-{config['split']}"
-    for key in ("image_size", "channels", "class_split", "backbone", "image_augmentation"):
+    for key in ("image_size", "channels", "class_split", "backbone", "image_augmentation", "tokenize",
+                "text_encoder", "fine_tune_encoder"):
         config.setdefault(key, None)
+    for flag in ("tokenize", "text_encoder"):
+        if config[flag] and not text_dataset:
+            raise SystemExit(f"tfmeta train: --{flag.replace('_', '-')} applies to text corpora (--dataset "
+                             f"text:DIR); received --dataset {dataset}")
+    if config["text_encoder"] and not config["text_encoder"].startswith("keras-hub:"):
+        raise SystemExit(f"tfmeta train: --text-encoder takes keras-hub:PRESET_OR_DIR; received "
+                         f"{config['text_encoder']!r}")
+    if config["fine_tune_encoder"] and not config["text_encoder"]:
+        raise SystemExit("tfmeta train: --fine-tune-encoder fine-tunes the backbone of --text-encoder; give it")
     if image_dataset or text_dataset:  # runs/cifar100-protonet-5w1s for tfds:cifar100, ...
         prefix = pathlib.Path(dataset.split(":", 1)[1].rstrip("/")).name.replace("/", "-")
     config.setdefault("output_dir", f"runs/{prefix}-{config['algorithm']}-{config['ways']}w{config['shots']}s"

@@ -9,24 +9,49 @@ from tfmeta.experiments import reporting
 from tfmeta.experiments.config import compile_for_training, is_text_dataset
 from tfmeta.experiments.images import checked_validation_episodes
 from tfmeta.experiments.omniglot import build_learner, run_name
+from tfmeta.data.text import line_of, split_path
+from tfmeta.models.tokenization import UnsplittableTextError, resolve_tokenization
 
 BASELINE = "TF-IDF nearest class mean"
 
 
-def build_text_model(config, training_texts):
-    """The configured metric learner on `tfmeta.models.text_tfidf_embedding`, adapted on the training texts."""
-    return build_learner(config, backbone=None,
-                         embedding=lambda: tfmeta.models.text_tfidf_embedding(training_texts))
+def build_text_model(config, training_texts, tokenize):
+    """The configured metric learner on `tfmeta.models.text_tfidf_embedding` adapted on the training texts, or on
+    the pretrained encoder of `--text-encoder keras-hub:PRESET_OR_DIR`."""
+    def embedding():
+        if not config.text_encoder:
+            return tfmeta.models.text_tfidf_embedding(training_texts, tokenize=tokenize)
+        try:
+            return tfmeta.models.pretrained_text_embedding(config.text_encoder[len("keras-hub:"):],
+                                                           trainable=bool(config.fine_tune_encoder))
+        except (ImportError, OSError, ValueError) as error:
+            raise SystemExit(f"tfmeta train: --text-encoder {config.text_encoder}: {error}") from None
+
+    return build_learner(config, backbone=None, embedding=embedding)
 
 
-def accuracies_with_baseline(predict, data, training_texts, ways, shots, queries, num_episodes, seed=0):
+def corpus_tokenization(tokenize, dataset, training_texts, command):
+    """`resolve_tokenization` on a corpus's training texts; text that `--tokenize words` cannot split exits
+    naming its file and line, and the flag that splits it."""
+    try:
+        return resolve_tokenization(tokenize, training_texts)
+    except UnsplittableTextError as error:
+        path = split_path(dataset[len("text:"):], "train")
+        raise SystemExit(f"tfmeta {command}: {path}, line {line_of(path, error.text)}: "
+                         f"{error.text[:40]!r} is written in {error.script}, without spaces between words: "
+                         "--tokenize words would read each of its phrases as one token; use --tokenize characters "
+                         "(or auto)") from None
+
+
+def accuracies_with_baseline(predict, data, training_texts, ways, shots, queries, num_episodes, seed=0,
+                             tokenize="auto"):
     """`(accuracies of predict, of the TF-IDF nearest-class-mean baseline)` on the same fixed episodes of `data`;
-    the baseline's vocabulary and document frequencies come from `training_texts`."""
+    the baseline's vocabulary and document frequencies come from `training_texts`, split as `tokenize` says."""
     def episodes():
         return tfmeta.data.evaluation_episodes(data, ways, shots, queries, num_episodes, seed=seed,
                                                meta_batch_size=tfmeta.data.fitting_meta_batch_size(num_episodes))
 
-    baseline = tfidf_nearest_prototype(training_texts)
+    baseline = tfidf_nearest_prototype(training_texts, tokenize=tokenize)
     return (episode_accuracies(predict, episodes(), num_episodes),
             episode_accuracies(baseline, episodes(), num_episodes, verbose=0))
 
@@ -73,8 +98,9 @@ def evaluate_on_text(args, predict, record):
     shots = args.shots or record.get("shots") or 1
     print(f"Evaluating {args.model} on {args.episodes} fixed {ways}-way {shots}-shot episodes of the test classes "
           f"of {dataset} ({args.queries} queries per class, seed {args.seed}):")
+    tokenize = corpus_tokenization(record.get("tokenize", "auto"), dataset, splits["train"].texts, "evaluate")
     accuracies, baseline = accuracies_with_baseline(predict, splits["test"], splits["train"].texts, ways, shots,
-                                                    args.queries, args.episodes, seed=args.seed)
+                                                    args.queries, args.episodes, seed=args.seed, tokenize=tokenize)
     scores = compared_with_baseline(accuracies, baseline)
     print(f"{summary(scores)} over {len(accuracies)} episodes")
     evaluation = {"model": reporting.portable_path(args.model), "dataset": dataset, "split": "test", "ways": ways,
@@ -102,7 +128,8 @@ def train_and_evaluate_text(config):
     print(f"{folder}, train/validation/test: {'/'.join(str(d.num_classes) for d in splits.values())} classes, "
           f"{'/'.join(str(len(d)) for d in splits.values())} texts, read in {time.time() - start:.1f} s")
     training_texts = splits["train"].texts
-    model = build_text_model(config, training_texts)
+    tokenize = corpus_tokenization(config.tokenize, config.dataset, training_texts, "train")
+    model = build_text_model(config, training_texts, tokenize)
     test_shape = (config.ways, config.shots, config.queries)
     train_shape = (config.train_ways or config.ways, config.shots, config.train_queries or config.queries)
 
@@ -117,13 +144,13 @@ def train_and_evaluate_text(config):
 
     print(f"Testing on {config.test_episodes} fixed episodes of the test classes:")
     accuracies, baseline = accuracies_with_baseline(model_predictor(model), splits["test"], training_texts,
-                                                    *test_shape, config.test_episodes)
+                                                    *test_shape, config.test_episodes, tokenize=tokenize)
     scores = compared_with_baseline(accuracies, baseline)
     name = run_name(config)
     results = {
         "algorithm": name, "dataset": config.dataset, "split": "by class: the corpus's train/validation/test files",
         "ways": config.ways, "shots": config.shots, **scores, "input_dtype": "string",
-        "embedding": "text_tfidf_embedding",
+        "embedding": config.text_encoder or "text_tfidf_embedding", "tokenize": tokenize,
         **reporting.training_record(history, config, train_seconds, selected_epochs),
     }
     files.write(model, results)

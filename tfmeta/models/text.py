@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from tfmeta.models.tokenization import text_vectorization
+
 
 def _check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -18,11 +20,12 @@ def _checked_training_texts(training_texts):
 
 
 def text_conv_embedding(training_texts, vocabulary_size=20000, sequence_length=48, embedding_dim=64, filters=128,
-                        kernel_size=3, blocks=2, output_dim=128, dropout=0.1, name="text_conv_embedding"):
+                        kernel_size=3, blocks=2, output_dim=128, dropout=0.1, tokenize="auto",
+                        name="text_conv_embedding"):
     """A 1-D convolutional text embedding whose input is a batch of raw strings `[batch]`.
 
     `keras.layers.TextVectorization` (lower case, punctuation stripped,
-    split on whitespace) is adapted on `training_texts` here, so its
+    split as `tokenize` says) is adapted on `training_texts` here, so its
     vocabulary is part of the model: saved with it, exported with it, and
     applied to whatever strings the model receives. Tokens are embedded,
     read by `blocks` x [convolution of `kernel_size` tokens with `filters`
@@ -39,6 +42,11 @@ def text_conv_embedding(training_texts, vocabulary_size=20000, sequence_length=4
         sequence_length: tokens read per text (longer texts are cut).
         embedding_dim, filters, kernel_size, blocks, output_dim: sizes.
         dropout: dropout rate on the token embeddings during training.
+        tokenize: `"words"` (split at whitespace), `"characters"` (words,
+            and the character unigrams and bigrams of scripts written without
+            spaces: Chinese, Japanese, Thai; see
+            `tfmeta.models.tokenization.split_characters`) or `"auto"` (chosen
+            from `training_texts`: characters when they hold such scripts).
 
     Reference:
         Kim. Convolutional Neural Networks for Sentence Classification.
@@ -54,9 +62,8 @@ def text_conv_embedding(training_texts, vocabulary_size=20000, sequence_length=4
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"`dropout` must lie in [0, 1); received dropout={dropout!r}.")
     training_texts = _checked_training_texts(training_texts)
-    vectorize = keras.layers.TextVectorization(max_tokens=vocabulary_size, output_sequence_length=sequence_length,
-                                               name="tokens")
-    vectorize.adapt(training_texts.astype(str))
+    vectorize = text_vectorization(training_texts, tokenize, max_tokens=vocabulary_size,
+                                   output_sequence_length=sequence_length, name="tokens")
 
     texts = keras.Input(shape=(), dtype="string", name="texts")
     tokens = vectorize(texts)
@@ -134,7 +141,7 @@ class TermReweighting(keras.layers.Layer):
 
 
 def text_tfidf_embedding(training_texts, vocabulary_size=20000, projection_dim=0, dropout=0.1, initial_scale=4.0,
-                         name="text_tfidf_embedding"):
+                         tokenize="auto", name="text_tfidf_embedding"):
     """A text embedding that starts as TF-IDF and learns term weights (and, optionally, term similarities).
 
     Raw strings `[batch]` -> `keras.layers.TextVectorization(output_mode=
@@ -153,6 +160,8 @@ def text_tfidf_embedding(training_texts, vocabulary_size=20000, projection_dim=0
         vocabulary_size: the most frequent tokens kept (out-of-vocabulary included).
         projection_dim, initial_scale: of `TermReweighting`.
         dropout: rate at which terms are dropped during training.
+        tokenize: `"words"`, `"characters"` or `"auto"`, as for
+            `text_conv_embedding` (the baseline's, given the same texts).
 
     Reference:
         Salton, Buckley. Term-weighting approaches in automatic text
@@ -166,8 +175,8 @@ def text_tfidf_embedding(training_texts, vocabulary_size=20000, projection_dim=0
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"`dropout` must lie in [0, 1); received dropout={dropout!r}.")
     training_texts = _checked_training_texts(training_texts)
-    vectorize = keras.layers.TextVectorization(max_tokens=vocabulary_size, output_mode="tf_idf", name="tf_idf")
-    vectorize.adapt(training_texts.astype(str))
+    vectorize = text_vectorization(training_texts, tokenize, max_tokens=vocabulary_size, output_mode="tf_idf",
+                                   name="tf_idf")
 
     texts = keras.Input(shape=(), dtype="string", name="texts")
     # Column 0 counts all out-of-vocabulary words as one: unrelated unknown words would look alike.
