@@ -21,16 +21,18 @@ def main(argv=None):
     parser.add_argument("--inner-steps", type=int, default=1)
     parser.add_argument("--first-order", action="store_true")
     parser.add_argument("--pooling", default="stride", choices=tfmeta.models.backbones.POOLINGS)
+    parser.add_argument("--inference", default="per-query", choices=tfmeta.algorithms.INFERENCE_MODES,
+                        help="how the query passes are normalized (default: %(default)s)")
     args = parser.parse_args(argv)
     apply_settings(args)
     maml = tfmeta.MAML(
         tfmeta.models.omniglot_cnn(args.ways, pooling=args.pooling),
-        inner_lr=0.4, inner_steps=args.inner_steps, first_order=args.first_order,
+        inner_lr=0.4, inner_steps=args.inner_steps, first_order=args.first_order, inference=args.inference,
         allow_mixed_precision=True,  # timing only: the meta-gradient's precision is measured elsewhere
     )
     order = "first" if args.first_order else "second"
     benchmark_fit(maml, args, f"MAML, {args.inner_steps} inner step(s), {order} order, "
-                              f"{args.pooling} pooling", "tasks_per_s")
+                              f"{args.pooling} pooling, {args.inference} inference", "tasks_per_s")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Latency of one few-shot request against an exported SavedModel.
 
     python benchmarks/serving_latency.py savedmodels/<name>/1 --ways 5 --shots 1 --queries 15
+    python benchmarks/serving_latency.py savedmodels/<name>/1 --total-queries 1
 
 Loads the SavedModel the way a server does (`tf.saved_model.load`, no tfmeta
 or Keras involved), sends the same random request (`ways * shots` support
-examples, `ways * queries` queries, pixels in [0, 1]) to `serving_default`
-one at a time, and reports percentiles of the wall time per request,
+examples, `ways * queries` queries or `--total-queries`, pixels in [0, 1]) to
+`serving_default` (or `--signature`) one at a time, and reports percentiles of the wall time per request,
 fetching included. The untimed warm-up requests absorb one-off start-up costs.
 Last line: `p50_ms=<...> p99_ms=<...>`.
 """
@@ -23,17 +24,21 @@ def main(argv=None):
     parser.add_argument("--ways", type=int, default=5)
     parser.add_argument("--shots", type=int, default=1)
     parser.add_argument("--queries", type=int, default=15, help="query examples per class")
+    parser.add_argument("--total-queries", type=int, help="query examples in all, instead of --queries per class "
+                                                          "(1: a client asking about one example)")
+    parser.add_argument("--signature", default="serving_default", help="e.g. serving_transductive")
     parser.add_argument("--requests", type=int, default=200, help="timed requests")
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests")
     args = parser.parse_args(argv)
 
-    serve = tf.saved_model.load(args.export_dir).signatures["serving_default"]
+    serve = tf.saved_model.load(args.export_dir).signatures[args.signature]
+    queries = args.total_queries or args.ways * args.queries
     example_shape = serve.structured_input_signature[1]["support_x"].shape[1:]
     rng = np.random.default_rng(0)
     request = {
         "support_x": tf.constant(rng.random([args.ways * args.shots, *example_shape], np.float32)),
         "support_y": tf.constant(np.repeat(np.arange(args.ways, dtype=np.int32), args.shots)),
-        "query_x": tf.constant(rng.random([args.ways * args.queries, *example_shape], np.float32)),
+        "query_x": tf.constant(rng.random([queries, *example_shape], np.float32)),
     }
     for _ in range(args.warmup):
         serve(**request)
@@ -44,8 +49,8 @@ def main(argv=None):
         {key: value.numpy() for key, value in outputs.items()}
         times.append(time.perf_counter() - start)
     p50, p99 = np.percentile(times, [50, 99]) * 1000
-    print(f"{args.export_dir}: {args.requests} requests of {args.ways}-way {args.shots}-shot "
-          f"({args.ways * args.shots} support, {args.ways * args.queries} queries), one at a time")
+    print(f"{args.export_dir} {args.signature}: {args.requests} requests of {args.ways}-way {args.shots}-shot "
+          f"({args.ways * args.shots} support, {queries} queries), one at a time")
     print(f"p50_ms={p50:.1f} p99_ms={p99:.1f}")
 
 
