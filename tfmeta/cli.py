@@ -4,7 +4,7 @@ import argparse
 import json
 import pathlib
 
-from tfmeta.data.locations import DATA_DIR_HELP
+from tfmeta.omniglot_names import DATA_DIR_HELP
 
 # The inputs of the datasets tfmeta trains on, by results.json "dataset": the
 # range a served model accepts, and the convention model.json states.
@@ -91,7 +91,8 @@ def export(args):
 
     import keras
 
-    import tfmeta.serving  # registers tfmeta's classes for loading
+    import tfmeta.models  # noqa: F401  (with tfmeta.serving: registers tfmeta's Keras classes for loading)
+    import tfmeta.serving
 
     model = keras.models.load_model(model_path)
     try:
@@ -118,16 +119,16 @@ def train(args):
 
 def evaluate(args):
     """`tfmeta evaluate`: accuracy of a checkpoint or SavedModel on fixed episodes."""
+    import tfmeta.models  # noqa: F401  (registers tfmeta's Keras layers for loading)
     from tfmeta.experiments import evaluate as evaluation
 
     return evaluation.evaluate(args)
 
 
 def parser():
-    from tfmeta.data import OMNIGLOT_SPLITS
-    from tfmeta.data.omniglot import RESIZE_METHODS
     from tfmeta.experiments import config
-    from tfmeta.experiments.omniglot import LAKE_RUNS
+    from tfmeta.omniglot_names import LAKE_RUNS, RESIZE_METHODS
+    from tfmeta.omniglot_names import SPLITS as OMNIGLOT_SPLITS
 
     main = argparse.ArgumentParser(prog="tfmeta", description="Meta-learning for TensorFlow and Keras.")
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -12,31 +12,12 @@ import tensorflow as tf
 
 from tfmeta.data import locations
 from tfmeta.data.labelled import LabelledData
+from tfmeta.omniglot_names import (BACKGROUND, EVALUATION, LAKE_SPLITS, RESIZE_METHODS, SPLITS,
+                                   VINYALS_SPLITS)
 
-BACKGROUND = "images_background"
-EVALUATION = "images_evaluation"
 ROTATIONS = (0, 90, 180, 270)
 
-# Lake's split is the two parts of the official release; the split of Vinyals
-# et al. 2016 (as released with Snell et al. 2017) takes characters from both
-# and ships with the package as class lists.
-LAKE_SPLITS = {"background": BACKGROUND, "evaluation": EVALUATION}
-VINYALS_SPLITS = {
-    "vinyals-train": ("train",),
-    "vinyals-val": ("val",),
-    "vinyals-test": ("test",),
-    "vinyals-trainval": ("train", "val"),
-}
-SPLITS = tuple(LAKE_SPLITS) + tuple(VINYALS_SPLITS)
 _TFDS_SPLIT = {BACKGROUND: "train", EVALUATION: "test"}
-# How 105x105 drawings become image_size: tfmeta's own (area averaging), and
-# what clients commonly use instead, to measure how much a model cares.
-RESIZE_METHODS = {
-    "area": {"method": "area"},
-    "bilinear": {"method": "bilinear"},  # tf.image.resize's default: no antialiasing
-    "bilinear-antialias": {"method": "bilinear", "antialias": True},
-    "bicubic-antialias": {"method": "bicubic", "antialias": True},  # close to Pillow's Image.resize
-}
 
 
 def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data_dir=None, resize="area"):

@@ -5,11 +5,11 @@ import json
 import os
 import pathlib
 
-import keras
-import tensorflow as tf
-
-from tfmeta.data.locations import DATA_DIR_HELP
 from tfmeta.experiments import maml_plus_plus
+from tfmeta.omniglot_names import DATA_DIR_HELP
+
+# The flags and their resolution import no TensorFlow, so that `tfmeta --help` and argument errors answer at once;
+# the functions that run a configuration import it.
 
 ALGORITHMS = ("maml", "anil", "reptile", "matching", "protonet")
 MAML_FAMILY = ("maml", "anil", "reptile")  # adapt by gradient steps; the head fixes the ways
@@ -308,6 +308,9 @@ def apply_process_settings(config):
     Call it before building a model: TensorFlow fixes its thread pools when
     it first runs an op.
     """
+    import keras
+    import tensorflow as tf
+
     if config.intra_op_threads is None:
         config.intra_op_threads = default_intra_op_threads(config.algorithm)
     if config.intra_op_threads:
@@ -330,11 +333,15 @@ def default_intra_op_threads(algorithm):
     (`benchmarks/maml_throughput.py`: docs/performance.md). Metric learners
     run one large batch, which more threads speed up.
     """
+    import tensorflow as tf
+
     return 1 if algorithm in MAML_FAMILY and not tf.config.list_physical_devices("GPU") else 0
 
 
 def distribution_strategy(config):
     """The tf.distribute strategy a run asks for (the default strategy for one device)."""
+    import tensorflow as tf
+
     if config.distribute == "none":
         return tf.distribute.get_strategy()
     if config.distribute == "multiworker":
@@ -366,6 +373,8 @@ def for_this_worker(config, strategy):
 
 def compile_for_training(model, config):
     """Compiles `model` with the configured outer optimizer and fault handling."""
+    import keras
+
     learning_rate = config.meta_lr
     if config.cosine_lr_to is not None:
         learning_rate = keras.optimizers.schedules.CosineDecay(
