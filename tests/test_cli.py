@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO
+from conftest import REPO, typed
 from tfmeta import cli
 from tfmeta.data import sinusoid_tasks
 from tfmeta.evaluation import mean_confidence_interval
@@ -93,6 +93,42 @@ def test_help_explains_every_flag(capsys):
         if command == "train":  # the per-algorithm defaults are spelled out
             assert ("(default: 32; omniglot protonet: 1, omniglot matching: 8, omniglot reptile: 5, images maml: 4, "
                     "text protonet: 4, text matching: 4, sinusoid maml: 25)") in " ".join(shown.split())
+
+
+@pytest.mark.parametrize("command, answer", [
+    ("tfmeta --help", "evaluate accuracy of a trained model on fixed episodes (Omniglot, its image dataset or its"),
+    ("python -m tfmeta --help", "usage: tfmeta [-h] COMMAND"),
+    ("tfmeta train --help", "usage: tfmeta train --algorithm {maml,anil,reptile,matching,protonet} [--config FILE]"),
+    ("tfmeta evaluate --help", "--dataset DATASET"),
+    ("tfmeta export --help", "--input-range LOW HIGH"),
+])
+def test_help_answers_without_importing_tensorflow(command, answer, tmp_path):
+    completed, stderr, modules, seconds = typed(command, cwd=tmp_path)
+    print(f"{command}: {seconds:.2f} s")  # docs/performance.md quotes these
+    assert completed.returncode == 0, stderr
+    assert answer in " ".join(completed.stdout.split()) and not stderr
+    assert not {"tensorflow", "keras"} & modules
+
+
+@pytest.mark.parametrize("command, error", [
+    ("tfmeta train --algorithm mamlx", "tfmeta train: error: argument --algorithm: invalid choice: 'mamlx' (choose "
+                                       "from 'maml', 'anil', 'reptile', 'matching', 'protonet')"),
+    ("tfmeta trian", "tfmeta: error: argument COMMAND: invalid choice: 'trian' (choose from 'train', 'evaluate', "
+                     "'export')"),
+    ("tfmeta train --ways five", "tfmeta train: error: argument --ways: invalid int value: 'five'"),
+    ("tfmeta evaluate", "tfmeta evaluate: error: the following arguments are required: model"),
+    ("tfmeta train", "tfmeta train: choose --algorithm from ['maml', 'anil', 'reptile', 'matching', 'protonet']; "
+                     "received None"),
+    # MAML in capitals is MAML: refused here for its ways, not its name.
+    ("tfmeta train --algorithm MAML --ways 5 --train-ways 20", "tfmeta train: MAML's head has one output per class"),
+])
+def test_argument_errors_are_one_line_without_tensorflow(command, error, tmp_path):
+    completed, stderr, modules, seconds = typed(command, cwd=tmp_path)
+    print(f"{command}: {seconds:.2f} s")
+    assert completed.returncode != 0 and not completed.stdout
+    assert stderr.splitlines()[0].startswith(error), stderr
+    assert len(stderr.splitlines()) <= 2, stderr  # the error, and where the flags are explained
+    assert not {"tensorflow", "keras"} & modules
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -130,16 +130,17 @@ def parser():
     from tfmeta.omniglot_names import LAKE_RUNS, RESIZE_METHODS
     from tfmeta.omniglot_names import SPLITS as OMNIGLOT_SPLITS
 
-    main = argparse.ArgumentParser(prog="tfmeta", description="Meta-learning for TensorFlow and Keras.")
+    main = config.ArgumentParser(prog="tfmeta", description="Meta-learning for TensorFlow and Keras.")
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train_parser = commands.add_parser("train", help="meta-train a learner and test it",
-                                       description=config.DESCRIPTION)
+                                       description=config.DESCRIPTION, usage=config.TRAIN_USAGE)
     config.add_train_flags(train_parser)
     train_parser.set_defaults(run=train)
 
     evaluate_parser = commands.add_parser(
-        "evaluate", help="accuracy of a trained model on fixed Omniglot episodes",
+        "evaluate", help="accuracy of a trained model on fixed episodes (Omniglot, its image dataset or its text "
+                         "corpus)",
         description="Prints the mean query accuracy ± 95% interval of a model (a .keras checkpoint or an "
                     "exported SavedModel) over fixed, seeded episodes; the defaults repeat the test of "
                     "tfmeta train, so a model's recorded accuracy is reproduced.")

@@ -61,9 +61,19 @@ DESCRIPTION = ("Meta-trains a few-shot learner, tests it on fixed held-out episo
                "results.json, a learning curve and TensorBoard logs.")
 
 
+TRAIN_USAGE = f"%(prog)s --algorithm {{{','.join(ALGORITHMS)}}} [--config FILE] [options]"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line and a pointer to --help, not the usage of every flag."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
+
+
 def train_parser(prog="tfmeta train"):
     """The flags of a meta-training run (`tfmeta train --help`)."""
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    parser = ArgumentParser(prog=prog, description=DESCRIPTION, usage=TRAIN_USAGE)
     add_train_flags(parser)
     return parser
 
@@ -76,10 +86,12 @@ def add_train_flags(parser):
         dest = names[0].lstrip("-").replace("-", "_")
         add(*names, help=f"{help} ({_default_help(dest)})", **kwargs)
 
-    add("--config", help="a JSON file of settings (keys are flag names with underscores, e.g. "
+    required = parser.add_argument_group("required, on the command line or in the --config file")
+    required.add_argument("--algorithm", choices=ALGORITHMS, type=str.lower,
+                          help="maml, anil (MAML adapting the head only), reptile, matching (Matching Networks) or "
+                               "protonet (Prototypical Networks), in any case")
+    add("--config", metavar="FILE", help="a JSON file of settings (keys are flag names with underscores, e.g. "
                          "\"meta_batch\"); flags given on the command line win")
-    add("--algorithm", choices=ALGORITHMS, help="maml, anil (MAML adapting the head only), reptile, matching "
-                                                "(Matching Networks) or protonet (Prototypical Networks); required")
     add_with_default("--dataset", type=dataset_argument, metavar="DATASET",
                      help="omniglot (Vinyals split), sinusoid regression, images:DIR (a folder with one sub-folder "
                           "of images per class), tfds:NAME[/CONFIG] (a TFDS image dataset, e.g. tfds:cifar100; see "
@@ -214,6 +226,8 @@ def resolve(args):
             raise SystemExit(f"tfmeta train: unknown settings {unknown} in {path}; valid: "
                              f"{sorted(set(vars(args)) - {'config'})}")
         settings = {**from_file, **settings}
+    if isinstance(settings.get("algorithm"), str):
+        settings["algorithm"] = settings["algorithm"].lower()
     if settings.get("algorithm") not in ALGORITHMS:
         raise SystemExit(f"tfmeta train: choose --algorithm from {list(ALGORITHMS)}; received "
                          f"{settings.get('algorithm')!r}")
