@@ -46,6 +46,13 @@ def test_results_tables_are_generated_from_the_results_files():
     assert completed.returncode == 0, completed.stderr[-2000:]
 
 
+def test_the_virtual_environment_the_readme_suggests_is_ignored_by_git():
+    readme = (REPO / "README.md").read_text()
+    environment = re.search(r"python3 -m venv (\S+) ", readme).group(1)
+    completed = subprocess.run(["git", "check-ignore", "--no-index", "--quiet", f"{environment}/"], cwd=REPO)
+    assert completed.returncode == 0, f"git does not ignore {environment}/, which the README suggests creating"
+
+
 def test_readme_is_short_and_links_only_to_existing_pages():
     readme = (REPO / "README.md").read_text()
     assert len(readme.encode()) <= 12_500
