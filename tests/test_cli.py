@@ -19,6 +19,10 @@ from tfmeta.experiments.omniglot import build_learner, run_name
 from tfmeta.models import dense_embedding
 
 
+VINYALS_VAL, VINYALS_TEST = ((REPO / "tfmeta" / "data" / "splits" / f"vinyals_{part}.txt").read_text().split()
+                             for part in ("val", "test"))
+
+
 def tfmeta(*args, cwd):
     completed = subprocess.run([sys.executable, "-m", "tfmeta", *map(str, args)], capture_output=True,
                                text=True, timeout=600, cwd=cwd)
@@ -119,6 +123,10 @@ def test_help_answers_without_importing_tensorflow(command, answer, tmp_path):
     ("tfmeta evaluate", "tfmeta evaluate: error: the following arguments are required: model"),
     ("tfmeta train", "tfmeta train: choose --algorithm from ['maml', 'anil', 'reptile', 'matching', 'protonet']; "
                      "received None"),
+    # Omniglot's validation classes (the characters of its class list, each in 4 rotations), before any image is read
+    ("tfmeta train --algorithm maml --ways 2000",
+     f"tfmeta train: 2000 ways exceed the {4 * len(VINYALS_VAL)} classes of Omniglot's vinyals-val split, which the "
+     "validation episodes are drawn from; choose at most"),
     # MAML in capitals is MAML: refused here for its ways, not its name.
     ("tfmeta train --algorithm MAML --ways 5 --train-ways 20", "tfmeta train: MAML's head has one output per class"),
 ])
@@ -137,11 +145,14 @@ def test_argument_errors_are_one_line_without_tensorflow(command, error, tmp_pat
     (["train", "--algorithm", "maml", "--ways", "5", "--train-ways", "20"], "same number of ways"),
     (["train", "--config", "missing.json"], "no config file at missing.json"),
     (["evaluate", "nowhere"], "no .keras file or SavedModel directory at nowhere"),
+    (["evaluate", REPO / "savedmodels" / "protonet-omniglot-5w1s", "--ways", "1700"],
+     f"1700 ways exceed the {4 * len(VINYALS_TEST)} classes of Omniglot's vinyals-test split, which the evaluation "
+     "episodes"),
 ])
 def test_bad_commands_are_named(argv, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match=message):
-        cli.main(argv)
+        cli.main(list(map(str, argv)))
 
 
 def test_config_file_with_unknown_settings_is_refused(tmp_path):

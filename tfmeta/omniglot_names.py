@@ -1,5 +1,7 @@
-"""Omniglot's split names, resizing methods and data-directory help, importable without TensorFlow: the `tfmeta`
-command lists and checks them before it loads TensorFlow."""
+"""Omniglot's split names and sizes, resizing methods and data-directory help, importable without TensorFlow: the
+`tfmeta` command lists and checks them before it loads TensorFlow."""
+
+import importlib.resources
 
 ENVIRONMENT_VARIABLE = "TFMETA_OMNIGLOT_DIR"
 # The help of every --data-dir flag.
@@ -19,6 +21,7 @@ VINYALS_SPLITS = {
     "vinyals-trainval": ("train", "val"),
 }
 SPLITS = tuple(LAKE_SPLITS) + tuple(VINYALS_SPLITS)
+ROTATIONS = (0, 90, 180, 270)  # every character is four classes: itself and its rotations
 LAKE_RUNS = "lake-runs"  # Lake's 20 one-shot runs (all_runs.zip), as a test split
 # How 105x105 drawings become image_size: tfmeta's own (area averaging), and
 # what clients commonly use instead, to measure how much a model cares.
@@ -28,3 +31,13 @@ RESIZE_METHODS = {
     "bilinear-antialias": {"method": "bilinear", "antialias": True},
     "bicubic-antialias": {"method": "bicubic", "antialias": True},  # close to Pillow's Image.resize
 }
+
+
+def vinyals_characters(part):
+    """The characters ("<Alphabet>/characterNN") of a part ("train", "val", "test") of the Vinyals split."""
+    return (importlib.resources.files("tfmeta") / "data" / "splits" / f"vinyals_{part}.txt").read_text().split()
+
+
+def vinyals_num_classes(split):
+    """The classes of a Vinyals split (characters and their rotations), from its class list: no image read."""
+    return len(ROTATIONS) * sum(len(vinyals_characters(part)) for part in VINYALS_SPLITS[split])

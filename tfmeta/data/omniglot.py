@@ -1,7 +1,6 @@
 """Omniglot (Lake et al. 2015), from the official release or tensorflow-datasets."""
 
 import functools
-import importlib.resources
 import os
 import posixpath
 import zipfile
@@ -12,10 +11,8 @@ import tensorflow as tf
 
 from tfmeta.data import locations
 from tfmeta.data.labelled import LabelledData
-from tfmeta.omniglot_names import (BACKGROUND, EVALUATION, LAKE_SPLITS, RESIZE_METHODS, SPLITS,
-                                   VINYALS_SPLITS)
-
-ROTATIONS = (0, 90, 180, 270)
+from tfmeta.omniglot_names import (BACKGROUND, EVALUATION, LAKE_SPLITS, RESIZE_METHODS, ROTATIONS, SPLITS,
+                                   VINYALS_SPLITS, vinyals_characters)
 
 _TFDS_SPLIT = {BACKGROUND: "train", EVALUATION: "test"}
 
@@ -100,13 +97,8 @@ def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data
         rotations,
     )
     suffixes = [f"/rot{r:03d}" for r in ROTATIONS] if rotations else [""]
-    wanted = [name for part in VINYALS_SPLITS[split] for name in _vinyals_characters(part)]
+    wanted = [name for part in VINYALS_SPLITS[split] for name in vinyals_characters(part)]
     return data.select_classes([name + suffix for name in wanted for suffix in suffixes])
-
-
-def _vinyals_characters(part):
-    splits = importlib.resources.files("tfmeta.data") / "splits"
-    return (splits / f"vinyals_{part}.txt").read_text().split()
 
 
 def _alphabets():
@@ -115,7 +107,7 @@ def _alphabets():
     Taken from the package's own class lists rather than TFDS's metadata, so
     class names equal the official release's whatever TFDS recorded.
     """
-    characters = [name for part in ("train", "val", "test") for name in _vinyals_characters(part)]
+    characters = [name for part in ("train", "val", "test") for name in vinyals_characters(part)]
     return sorted({name.split("/")[0] for name in characters})
 
 

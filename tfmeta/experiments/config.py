@@ -6,7 +6,7 @@ import os
 import pathlib
 
 from tfmeta.experiments import maml_plus_plus
-from tfmeta.omniglot_names import DATA_DIR_HELP
+from tfmeta.omniglot_names import DATA_DIR_HELP, VINYALS_SPLITS, vinyals_num_classes
 
 # The flags and their resolution import no TensorFlow, so that `tfmeta --help` and argument errors answer at once;
 # the functions that run a configuration import it.
@@ -213,6 +213,15 @@ def is_text_dataset(dataset):
     return isinstance(dataset, str) and dataset.startswith("text:")
 
 
+def check_omniglot_ways(command, split, ways, episodes):
+    """Exits with one line unless Omniglot's `split` has `ways` classes for its `episodes`, before any image is read
+    (Lake's parts are checked as they are read)."""
+    classes = vinyals_num_classes(split) if split in VINYALS_SPLITS else None
+    if classes is not None and ways > classes:
+        raise SystemExit(f"tfmeta {command}: {ways} ways exceed the {classes} classes of Omniglot's {split} split, "
+                         f"which the {episodes} episodes are drawn from; choose at most {classes}")
+
+
 def resolve(args):
     """Fills unset settings from the config file and the defaults; validates the combination."""
     settings = {key: value for key, value in vars(args).items() if value is not None}
@@ -300,6 +309,11 @@ def resolve(args):
         raise SystemExit(f"tfmeta train: --iterations {config['iterations']} is not a whole number of epochs of "
                          f"--iterations-per-epoch {config['iterations_per_epoch']}; make it a multiple, e.g. "
                          f"{config['iterations'] // config['iterations_per_epoch'] * config['iterations_per_epoch']}")
+    if dataset == "omniglot" and config["split"] == "vinyals":
+        for split, ways, episodes in (("vinyals-train", config["train_ways"] or config["ways"], "training"),
+                                      ("vinyals-val", config["ways"], "validation"),
+                                      ("vinyals-test", config["ways"], "test")):
+            check_omniglot_ways("train", split, ways, episodes)
     prefix = dataset if config["split"] == "vinyals" else f"{dataset}-{config['split']}"
     for key in ("image_size", "channels", "class_split", "backbone", "image_augmentation"):
         config.setdefault(key, None)

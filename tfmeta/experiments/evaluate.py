@@ -10,7 +10,7 @@ from tfmeta.data.locations import OmniglotNotFoundError
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments.omniglot import LAKE_RUNS, fixed_episodes
 from tfmeta.experiments.reporting import command_line, portable_path
-from tfmeta.experiments.config import is_text_dataset
+from tfmeta.experiments.config import check_omniglot_ways, is_text_dataset
 from tfmeta.experiments.text import evaluate_on_text
 from tfmeta.serving import MODEL_CARD
 
@@ -79,6 +79,7 @@ def evaluate(args):
     else:
         ways = args.ways or record.get("ways") or 5
         shots = args.shots or record.get("shots") or 1
+        check_omniglot_ways("evaluate", args.split, ways, "evaluation")
         print(f"Evaluating {args.model} on {args.episodes} fixed {ways}-way {shots}-shot episodes of Omniglot "
               f"{args.split} ({args.queries} queries per class, seed {args.seed}):")
     try:
