@@ -19,7 +19,7 @@ OMNIGLOT_AUGMENTED_INPUTS = ("pixels float32 in [0, 1]: ink 1.0, background 0.0,
                              "up to 1 pixel: tfmeta train --augment)")
 
 # What model.json takes over from a training run's results.json.
-RESULTS_KEYS = ("algorithm", "dataset", "split", "ways", "shots", "accuracy", "ci95", "test_episodes",
+RESULTS_KEYS = ("algorithm", "dataset", "split", "classes", "ways", "shots", "accuracy", "ci95", "test_episodes",
                 "iterations", "selected_iteration", "ensemble_iterations", "selected_by", "episodes_seen",
                 "train_seconds", "baseline", "baseline_accuracy", "baseline_ci95", "minus_baseline",
                 "minus_baseline_ci95")
@@ -165,11 +165,11 @@ def parser():
                                  help="list each episode's examples class by class instead of in random order "
                                       "(order-aware models such as Matching Networks with FCE score differently)")
     evaluate_parser.add_argument("--dataset", metavar="DATASET",
-                                 help="evaluate on an image dataset instead of Omniglot: images:DIR or "
-                                      "tfds:NAME[/CONFIG], resized to the model's input, with a raw-pixel "
-                                      "nearest-prototype baseline on the same episodes (docs/images.md); a text "
-                                      "model: the test classes of text:DIR (default: the corpus it was trained on), "
-                                      "with the TF-IDF baseline (docs/text.md)")
+                                 help="evaluate on an image dataset: images:DIR or tfds:NAME[/CONFIG], resized "
+                                      "to the model's input, with a raw-pixel nearest-prototype baseline on the "
+                                      "same episodes (docs/images.md); a text model: the test classes of text:DIR, "
+                                      "with the TF-IDF baseline (docs/text.md) (default: the dataset the model's "
+                                      "record names, on its test classes; else Omniglot)")
     evaluate_parser.add_argument("--class-split", metavar="FILE",
                                  help="with --dataset: only the test classes of this class-split file or shipped "
                                       "split (cifar-fs, fc100, cub; default: all the dataset's classes)")

@@ -321,6 +321,12 @@ def resolve(args):
         prefix = pathlib.Path(dataset.split(":", 1)[1].rstrip("/")).name.replace("/", "-")
     config.setdefault("output_dir", f"runs/{prefix}-{config['algorithm']}-{config['ways']}w{config['shots']}s"
                       if dataset != "sinusoid" else f"runs/sinusoid-maml-{config['shots']}shot")
+    if dataset != "omniglot":  # --split names Omniglot's splits; record how this dataset's classes are split
+        if "split" in settings:
+            raise SystemExit(f"tfmeta train: --split applies to --dataset omniglot; received --dataset {dataset}"
+                             + (" (its classes are split by --class-split)" if image_dataset else ""))
+        config["split"] = (config["class_split"] or f"seeded class fractions 64/16/20% (--seed {config['seed']})"
+                           if image_dataset else "the corpus's train/validation/test files" if text_dataset else None)
     config.pop("config", None)
     return argparse.Namespace(**config)
 

@@ -15,6 +15,9 @@ from tfmeta.experiments.text import evaluate_on_text
 from tfmeta.serving import MODEL_CARD
 
 
+OMNIGLOT_SHAPE = (28, 28, 1)
+
+
 def _saved_model_dir(path):
     """The SavedModel version directory `path` names: itself, or the newest version of a base dir."""
     if (path / "saved_model.pb").is_file():
@@ -69,10 +72,13 @@ def evaluate(args):
     predict, record = load_predictor(args.model)
     if record.get("input_dtype") == "string" or is_text_dataset(getattr(args, "dataset", None)):
         return evaluate_on_text(args, predict, record)
-    if getattr(args, "dataset", None):
-        from tfmeta.experiments.images import evaluate_on_images
+    from tfmeta.experiments.images import evaluate_on_images, is_image_dataset
 
+    if getattr(args, "dataset", None) or is_image_dataset(record.get("dataset")):  # by default, its own dataset
         return evaluate_on_images(args, predict, record)
+    if record.get("input_shape") not in (None, list(OMNIGLOT_SHAPE)):
+        raise SystemExit(f"tfmeta evaluate: {args.model} takes inputs of shape {tuple(record['input_shape'])}, but "
+                         f"Omniglot's are {OMNIGLOT_SHAPE}; name its data with --dataset")
     if args.split == LAKE_RUNS:
         ways, shots = 20, 1
         print(f"Evaluating {args.model} on Lake's within-alphabet 20-way one-shot runs:")
