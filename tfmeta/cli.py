@@ -103,6 +103,9 @@ def export(args):
         raise SystemExit(f"tfmeta export: {error}") from error
     print(f"exported {type(model).__name__} to {version_dir} (model card: "
           f"{version_dir.parent / tfmeta.serving.MODEL_CARD})")
+    if input_range is None and model.example_dtype.name != "string":
+        print("no input range known (no results.json of a tfmeta train run beside the model): requests are not "
+              "checked against one; pass --input-range LOW HIGH, e.g. 0 1 for Omniglot's pixels")
     print(f"serve it with: tensorflow_model_server --rest_api_port=8501 "
           f"--model_name={version_dir.parent.name} --model_base_path={version_dir.parent.resolve()}")
     return version_dir
