@@ -1,5 +1,9 @@
+import os
 import pathlib
 import string
+import subprocess
+import sys
+import time
 import unicodedata
 
 import keras
@@ -11,6 +15,25 @@ from tfmeta.data import locations
 from tfmeta.layers import MetaBatchNormalization
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def typed(command, cwd, timeout=600):
+    """`command` (e.g. `"tfmeta train --algorithm maml"` or `"python -m tfmeta --help"`, words split on spaces) run
+    as a user types it, in a new process of this Python (`tfmeta` is the installed script beside it), with every
+    module it imports listed on stderr (PYTHONPROFILEIMPORTTIME). Returns `(completed process, its stderr without
+    that list, the modules it imported, wall seconds)`."""
+    words = command.split()
+    head = {"tfmeta": [str(pathlib.Path(sys.executable).with_name("tfmeta"))], "python": [sys.executable]}[words[0]]
+    if not pathlib.Path(head[0]).is_file():
+        pytest.fail(f"no {head[0]}: install tfmeta (pip install .) for its tfmeta command")
+    start = time.perf_counter()
+    completed = subprocess.run([*head, *words[1:]], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                               env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    seconds = time.perf_counter() - start
+    lines = completed.stderr.splitlines()
+    modules = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    stderr = "\n".join(line for line in lines if not line.startswith("import time:"))
+    return completed, stderr, modules, seconds
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO
+from conftest import REPO, typed
 from tfmeta import cli
 from tfmeta.data import sinusoid_tasks
 from tfmeta.evaluation import mean_confidence_interval
@@ -17,6 +17,10 @@ from tfmeta.experiments import config as run_config
 from tfmeta.experiments import sinusoid
 from tfmeta.experiments.omniglot import build_learner, run_name
 from tfmeta.models import dense_embedding
+
+
+VINYALS_VAL, VINYALS_TEST = ((REPO / "tfmeta" / "data" / "splits" / f"vinyals_{part}.txt").read_text().split()
+                             for part in ("val", "test"))
 
 
 def tfmeta(*args, cwd):
@@ -95,17 +99,60 @@ def test_help_explains_every_flag(capsys):
                     "text protonet: 4, text matching: 4, sinusoid maml: 25)") in " ".join(shown.split())
 
 
+@pytest.mark.parametrize("command, answer", [
+    ("tfmeta --help", "evaluate accuracy of a trained model on fixed episodes (Omniglot, its image dataset or its"),
+    ("python -m tfmeta --help", "usage: tfmeta [-h] COMMAND"),
+    ("tfmeta train --help", "usage: tfmeta train --algorithm {maml,anil,reptile,matching,protonet} [--config FILE]"),
+    ("tfmeta evaluate --help", "--dataset DATASET"),
+    ("tfmeta export --help", "--input-range LOW HIGH"),
+])
+def test_help_answers_without_importing_tensorflow(command, answer, tmp_path):
+    completed, stderr, modules, seconds = typed(command, cwd=tmp_path)
+    print(f"{command}: {seconds:.2f} s")  # docs/performance.md quotes these
+    assert completed.returncode == 0, stderr
+    assert answer in " ".join(completed.stdout.split()) and not stderr
+    assert not {"tensorflow", "keras"} & modules
+
+
+@pytest.mark.parametrize("command, error", [
+    ("tfmeta train --algorithm mamlx", "tfmeta train: error: argument --algorithm: invalid choice: 'mamlx' (choose "
+                                       "from 'maml', 'anil', 'reptile', 'matching', 'protonet')"),
+    ("tfmeta trian", "tfmeta: error: argument COMMAND: invalid choice: 'trian' (choose from 'train', 'evaluate', "
+                     "'export')"),
+    ("tfmeta train --ways five", "tfmeta train: error: argument --ways: invalid int value: 'five'"),
+    ("tfmeta evaluate", "tfmeta evaluate: error: the following arguments are required: model"),
+    ("tfmeta train", "tfmeta train: choose --algorithm from ['maml', 'anil', 'reptile', 'matching', 'protonet']; "
+                     "received None"),
+    # Omniglot's validation classes (the characters of its class list, each in 4 rotations), before any image is read
+    ("tfmeta train --algorithm maml --ways 2000",
+     f"tfmeta train: 2000 ways exceed the {4 * len(VINYALS_VAL)} classes of Omniglot's vinyals-val split, which the "
+     "validation episodes are drawn from; choose at most"),
+    # MAML in capitals is MAML: refused here for its ways, not its name.
+    ("tfmeta train --algorithm MAML --ways 5 --train-ways 20", "tfmeta train: MAML's head has one output per class"),
+])
+def test_argument_errors_are_one_line_without_tensorflow(command, error, tmp_path):
+    completed, stderr, modules, seconds = typed(command, cwd=tmp_path)
+    print(f"{command}: {seconds:.2f} s")
+    assert completed.returncode != 0 and not completed.stdout
+    assert stderr.splitlines()[0].startswith(error), stderr
+    assert len(stderr.splitlines()) <= 2, stderr  # the error, and where the flags are explained
+    assert not {"tensorflow", "keras"} & modules
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train"], r"choose --algorithm from \['maml', 'anil', 'reptile', 'matching', 'protonet'\]; received None"),
     (["train", "--algorithm", "protonet", "--dataset", "sinusoid"], "sinusoid regression trains MAML only"),
     (["train", "--algorithm", "maml", "--ways", "5", "--train-ways", "20"], "same number of ways"),
     (["train", "--config", "missing.json"], "no config file at missing.json"),
     (["evaluate", "nowhere"], "no .keras file or SavedModel directory at nowhere"),
+    (["evaluate", REPO / "savedmodels" / "protonet-omniglot-5w1s", "--ways", "1700"],
+     f"1700 ways exceed the {4 * len(VINYALS_TEST)} classes of Omniglot's vinyals-test split, which the evaluation "
+     "episodes"),
 ])
 def test_bad_commands_are_named(argv, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match=message):
-        cli.main(argv)
+        cli.main(list(map(str, argv)))
 
 
 def test_config_file_with_unknown_settings_is_refused(tmp_path):

@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfmeta
-from conftest import CLASS_COLOURS, image_folder, write_image
+from conftest import CLASS_COLOURS, image_folder, typed, write_image
 from tfmeta import cli
 from tfmeta.baselines import pixel_nearest_prototype
 from tfmeta.data import LabelledData, episodes
@@ -290,13 +290,17 @@ def test_an_image_folder_trains_exports_and_serves_requests_built_from_image_fil
     results = json.loads((run / "results.json").read_text())
     assert results["image_shape"] == [16, 16, 3] and 0 <= results["pixel_prototype_accuracy"] <= 1
     assert results["augmentation"] == "crop-flip"  # the metric learners' default
+    # The classes of each part are recorded, and are the seeded split's; so is the split's name.
+    reference = image_data.split_classes(image_data.load_image_folder(folder, (16, 16)), seed=0)
+    assert results["classes"] == {part: data.class_names for part, data in reference.items()}
+    assert results["split"] == results["config"]["split"] == "seeded class fractions 64/16/20% (--seed 0)"
     cli.main(["export", str(run / "model.keras"), "served"])
     card = json.loads((tmp_path / "served" / "model.json").read_text())
+    assert card["classes"] == results["classes"] and card["split"] == results["split"]
     assert card["input_range"] == [0.0, 1.0] and "16x16x3 (RGB)" in card["input_convention"]
     assert card["preprocessing"]["image_size"] == [16, 16] and card["preprocessing"]["channels"] == 3
     model = keras.models.load_model(run / "model.keras")
-    mean, std = tfmeta.models.pixel_statistics(
-        image_data.split_classes(image_data.load_image_folder(folder, (16, 16)), seed=0)["train"].images)
+    mean, std = tfmeta.models.pixel_statistics(reference["train"].images)
     np.testing.assert_allclose(card["preprocessing"]["pixel_normalization"]["mean"], mean, rtol=1e-6)
     np.testing.assert_allclose(card["preprocessing"]["pixel_normalization"]["std"], std, rtol=1e-6)
 
@@ -324,6 +328,27 @@ def test_an_image_folder_trains_exports_and_serves_requests_built_from_image_fil
     assert evaluation["dataset"] == "images:photos" and evaluation["test_episodes"] == 4
     assert {"accuracy", "pixel_prototype_accuracy"} <= set(evaluation)
 
+    # Typed without --dataset, evaluate takes the card's dataset and test classes: the same episodes as naming them
+    # in a class-split file.
+    episodes = ["--ways", "2", "--queries", "1", "--episodes", "4"]
+    completed, stderr, _, _ = typed(f"python -m tfmeta evaluate served {' '.join(episodes)} --output own.json",
+                                    cwd=tmp_path)
+    assert completed.returncode == 0, stderr[-2000:]
+    (tmp_path / "split.json").write_text(json.dumps(results["classes"]))
+    cli.main(["evaluate", "served", "--dataset", "images:photos", "--class-split", "split.json", *episodes,
+              "--output", "named.json"])
+    own, named = (json.loads((tmp_path / name).read_text())["evaluation"] for name in ("own.json", "named.json"))
+    assert own["dataset"] == "images:photos" and own["split"] == "the test classes of its training run"
+    for key in ("accuracy", "pixel_prototype_accuracy", "test_episodes"):
+        assert own[key] == named[key]
+    # A model of unknown data is not evaluated on Omniglot: one line names both shapes.
+    (tmp_path / "alone").mkdir()
+    (run / "model.keras").rename(tmp_path / "alone" / "model.keras")
+    completed, stderr, _, _ = typed("python -m tfmeta evaluate alone/model.keras", cwd=tmp_path)
+    assert completed.returncode == 1 and "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == ("tfmeta evaluate: alone/model.keras takes inputs of shape (16, 16, 3), but "
+                                       "Omniglot's are (28, 28, 1); name its data with --dataset")
+
 
 def test_random_flips_mirror_about_half_the_images_seeded_and_resumable():
     images = np.random.default_rng(0).uniform(size=(4, 6, 5, 7, 3)).astype(np.float32)
@@ -346,6 +371,10 @@ def test_random_flips_mirror_about_half_the_images_seeded_and_resumable():
     (["--dataset", "images:{photos}", "--image-size", "16", "16", "--ways", "1", "--shots", "5"],
      r"images:.*photos: shots \+ queries = 5 \+ 15"),
     (["--dataset", "tfds:no_such_images"], "no TFDS dataset named 'no_such_images'"),
+    # 4 classes split 64/16/20%: the part that is too small for the default 5 ways, and what to change.
+    (["--dataset", "images:{photos}", "--image-size", "16", "16"],
+     r"the train part of the class split has 2 classes \(train/validation/test 2/1/1\), fewer than the 5 ways of "
+     r"its episodes; use --ways \(and --train-ways\) of at most 2, or a --class-split file"),
 ])
 def test_tfmeta_train_stops_on_bad_image_input_naming_it(flags, message, tmp_path):
     paths = {"single": image_folder(tmp_path / "single", classes={"only": (1, 2, 3)}),

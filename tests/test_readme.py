@@ -1,9 +1,21 @@
+import json
 import pathlib
 import re
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import typed
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# The tour's budget, cut to a few steps: each of these must appear in the README as written.
+TOUR_BUDGET = {"steps_per_epoch=100, epochs=3": "steps_per_epoch=1, epochs=1", "meta_batch_size=32": "meta_batch_size=2",
+               "num_episodes=100, meta_batch_size=25": "num_episodes=2, meta_batch_size=2",
+               "num_episodes=1000, meta_batch_size=25": "num_episodes=2, meta_batch_size=2"}
 
 
 def results_table_module():
@@ -44,6 +56,13 @@ def test_results_tables_are_generated_from_the_results_files():
     completed = subprocess.run([sys.executable, str(REPO / "results" / "make_table.py"), "--check"],
                                capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
+
+
+def test_the_virtual_environment_the_readme_suggests_is_ignored_by_git():
+    readme = (REPO / "README.md").read_text()
+    environment = re.search(r"python3 -m venv (\S+) ", readme).group(1)
+    completed = subprocess.run(["git", "check-ignore", "--no-index", "--quiet", f"{environment}/"], cwd=REPO)
+    assert completed.returncode == 0, f"git does not ignore {environment}/, which the README suggests creating"
 
 
 def test_readme_is_short_and_links_only_to_existing_pages():
@@ -102,3 +121,37 @@ def test_ablation_table_puts_the_base_first_then_the_switches_by_effect():
     assert lines[2].startswith("| maml | `none (the base)` | 81.24 ± 1.00% | — | 500 | 82.24% | 4 |")
     assert lines[3].startswith("| cosine-lr | `--cosine-lr-to 1e-5` | 83.24 ± 1.00% | +2.00 points |")
     assert lines[4].startswith("| lslr | `--learn-inner-lr` | 78.75 ± 1.00% | -2.49 points |")
+
+
+def test_readme_tour_runs_end_to_end_on_a_tiny_budget(omniglot_dir, tmp_path, monkeypatch):
+    """The tour as written, budget cut: fit, evaluate, save, tfmeta evaluate and export as typed, the task and REST
+    body built as shown, and the export loaded from its version folder and called with the body's arrays."""
+    tour = (REPO / "README.md").read_text().split("## A short tour")[1].split("## Results")[0]
+    blocks = re.findall(r"```(python|sh)\n(.*?)```", tour, re.S)
+    (_, training), (_, commands), (_, task), (_, request) = blocks[:4]
+    for written, small in TOUR_BUDGET.items():
+        assert written in training, f"the tour no longer says {written}"
+        training = training.replace(written, small)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(training, namespace)
+    for line in commands.splitlines():
+        command = line.split("#")[0].strip()
+        if command.startswith("tfmeta"):
+            if command.startswith("tfmeta evaluate"):
+                command += " --episodes 2 --queries 1"
+            completed, stderr, _, _ = typed(f"python -m {command}", cwd=tmp_path)
+            assert completed.returncode == 0, stderr[-2000:]
+    exec(task + request, namespace)
+    arrays = json.loads(namespace["body"])["inputs"]
+    serve = tf.saved_model.load("savedmodels/tour/1").signatures["serving_default"]
+    outputs = serve(support_x=tf.constant(arrays["support_x"], tf.float32),
+                    support_y=tf.constant(arrays["support_y"], tf.int32),
+                    query_x=tf.constant(arrays["query_x"], tf.float32))
+    probabilities = outputs["probabilities"].numpy()
+    assert probabilities.shape == (75, 5) and np.allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(outputs["classes"], probabilities.argmax(-1))
+    assert json.loads((tmp_path / "savedmodels" / "tour" / "model.json").read_text())["input_range"] == [0.0, 1.0]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"values must lie in \[0.0, 1.0\]"):
+        serve(support_x=tf.constant(arrays["support_x"], tf.float32) * 255,
+              support_y=tf.constant(arrays["support_y"], tf.int32), query_x=tf.constant(arrays["query_x"], tf.float32))

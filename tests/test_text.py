@@ -366,6 +366,11 @@ def test_text_models_serve_on_strings_in_a_process_without_tfmeta_or_keras(expor
 
 @pytest.mark.parametrize("change, message", [
     (dict(query_x=np.array(["key0x1", "  "])), "query_x holds an empty or blank string"),
+    # Text of no known word: Chinese is one unknown word (no spaces), "zebra" was never seen in training.
+    (dict(query_x=np.array(["key0x1", "这是一个中文句子", "key1x2", "zebra"])),
+     r"a text holds no word of the vocabulary of the model .*Texts without a known word:\] \[2\]"),
+    (dict(support_x=np.array(["key0x1", "key0x2", "汉字", "key1x3", "key2x1", "key2x2"])),
+     r"no word of the vocabulary of the model .*Texts without a known word:\] \[1\]"),
     (dict(support_x=np.array([], str), support_y=np.array([], np.int32)), "support_x is empty"),
     (dict(support_y=np.array([0, 0, 1, 1, 3, 3], np.int32)), "a class has no support example"),
     (dict(support_y=np.array([0, 0, 1, 1, 2, -1], np.int32)), "support_y holds a negative label"),
@@ -456,6 +461,15 @@ def test_the_tfidf_embedding_starts_at_tfidf_and_reweights_terms_as_a_numpy_refe
     weighted = tfidf * np.exp(log_weights)
     expected = 2.0 * weighted / np.linalg.norm(weighted, axis=1, keepdims=True)
     np.testing.assert_allclose(embedding(texts).numpy(), expected, atol=1e-5)
+
+
+def test_the_tfidf_embedding_refuses_a_text_of_no_known_word_outside_training_only():
+    embedding = text_tfidf_embedding(["a web browser", "chess game for two"], dropout=0.0)
+    assert embedding(np.array(["web", "chess browser"])).shape[0] == 2
+    with pytest.raises(tf.errors.InvalidArgumentError, match="no word of the vocabulary of the model"):
+        embedding(np.array(["web game", "网页浏览器"]))
+    # In training an unknown text is let through (term dropout may empty any short text): its vector is zero.
+    np.testing.assert_array_equal(embedding(np.array(["网页浏览器"]), training=True), 0.0)
 
 
 def test_the_tfidf_embedding_projection_adds_learned_features():

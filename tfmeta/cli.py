@@ -4,7 +4,7 @@ import argparse
 import json
 import pathlib
 
-from tfmeta.data.locations import DATA_DIR_HELP
+from tfmeta.omniglot_names import DATA_DIR_HELP
 
 # The inputs of the datasets tfmeta trains on, by results.json "dataset": the
 # range a served model accepts, and the convention model.json states.
@@ -19,7 +19,7 @@ OMNIGLOT_AUGMENTED_INPUTS = ("pixels float32 in [0, 1]: ink 1.0, background 0.0,
                              "up to 1 pixel: tfmeta train --augment)")
 
 # What model.json takes over from a training run's results.json.
-RESULTS_KEYS = ("algorithm", "dataset", "split", "ways", "shots", "accuracy", "ci95", "test_episodes",
+RESULTS_KEYS = ("algorithm", "dataset", "split", "classes", "ways", "shots", "accuracy", "ci95", "test_episodes",
                 "iterations", "selected_iteration", "ensemble_iterations", "selected_by", "episodes_seen",
                 "train_seconds", "baseline", "baseline_accuracy", "baseline_ci95", "minus_baseline",
                 "minus_baseline_ci95", "tokenize")
@@ -91,7 +91,8 @@ def export(args):
 
     import keras
 
-    import tfmeta.serving  # registers tfmeta's classes for loading
+    import tfmeta.models  # noqa: F401  (with tfmeta.serving: registers tfmeta's Keras classes for loading)
+    import tfmeta.serving
 
     model = keras.models.load_model(model_path)
     try:
@@ -102,6 +103,9 @@ def export(args):
         raise SystemExit(f"tfmeta export: {error}") from error
     print(f"exported {type(model).__name__} to {version_dir} (model card: "
           f"{version_dir.parent / tfmeta.serving.MODEL_CARD})")
+    if input_range is None and model.example_dtype.name != "string":
+        print("no input range known (no results.json of a tfmeta train run beside the model): requests are not "
+              "checked against one; pass --input-range LOW HIGH, e.g. 0 1 for Omniglot's pixels")
     print(f"serve it with: tensorflow_model_server --rest_api_port=8501 "
           f"--model_name={version_dir.parent.name} --model_base_path={version_dir.parent.resolve()}")
     return version_dir
@@ -118,27 +122,28 @@ def train(args):
 
 def evaluate(args):
     """`tfmeta evaluate`: accuracy of a checkpoint or SavedModel on fixed episodes."""
+    import tfmeta.models  # noqa: F401  (registers tfmeta's Keras layers for loading)
     from tfmeta.experiments import evaluate as evaluation
 
     return evaluation.evaluate(args)
 
 
 def parser():
-    from tfmeta.data import OMNIGLOT_SPLITS
-    from tfmeta.data.omniglot import RESIZE_METHODS
     from tfmeta.experiments import config
-    from tfmeta.experiments.omniglot import LAKE_RUNS
+    from tfmeta.omniglot_names import LAKE_RUNS, RESIZE_METHODS
+    from tfmeta.omniglot_names import SPLITS as OMNIGLOT_SPLITS
 
-    main = argparse.ArgumentParser(prog="tfmeta", description="Meta-learning for TensorFlow and Keras.")
+    main = config.ArgumentParser(prog="tfmeta", description="Meta-learning for TensorFlow and Keras.")
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train_parser = commands.add_parser("train", help="meta-train a learner and test it",
-                                       description=config.DESCRIPTION)
+                                       description=config.DESCRIPTION, usage=config.TRAIN_USAGE)
     config.add_train_flags(train_parser)
     train_parser.set_defaults(run=train)
 
     evaluate_parser = commands.add_parser(
-        "evaluate", help="accuracy of a trained model on fixed Omniglot episodes",
+        "evaluate", help="accuracy of a trained model on fixed episodes (Omniglot, its image dataset or its text "
+                         "corpus)",
         description="Prints the mean query accuracy ± 95% interval of a model (a .keras checkpoint or an "
                     "exported SavedModel) over fixed, seeded episodes; the defaults repeat the test of "
                     "tfmeta train, so a model's recorded accuracy is reproduced.")
@@ -163,11 +168,11 @@ def parser():
                                  help="list each episode's examples class by class instead of in random order "
                                       "(order-aware models such as Matching Networks with FCE score differently)")
     evaluate_parser.add_argument("--dataset", metavar="DATASET",
-                                 help="evaluate on an image dataset instead of Omniglot: images:DIR or "
-                                      "tfds:NAME[/CONFIG], resized to the model's input, with a raw-pixel "
-                                      "nearest-prototype baseline on the same episodes (docs/images.md); a text "
-                                      "model: the test classes of text:DIR (default: the corpus it was trained on), "
-                                      "with the TF-IDF baseline (docs/text.md)")
+                                 help="evaluate on an image dataset: images:DIR or tfds:NAME[/CONFIG], resized "
+                                      "to the model's input, with a raw-pixel nearest-prototype baseline on the "
+                                      "same episodes (docs/images.md); a text model: the test classes of text:DIR, "
+                                      "with the TF-IDF baseline (docs/text.md) (default: the dataset the model's "
+                                      "record names, on its test classes; else Omniglot)")
     evaluate_parser.add_argument("--class-split", metavar="FILE",
                                  help="with --dataset: only the test classes of this class-split file or shipped "
                                       "split (cifar-fs, fc100, cub; default: all the dataset's classes)")

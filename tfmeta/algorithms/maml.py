@@ -10,6 +10,7 @@ import tensorflow as tf
 from tfmeta.algorithms import keras_internals
 from tfmeta.algorithms.episodic_model import EpisodicModel, labels_below
 from tfmeta.layers.batch_normalization import MetaBatchNormalization, inner_step, statistics_of_first
+from tfmeta.modes import INFERENCE_MODES
 
 _ZERO = tf.UnconnectedGradients.ZERO
 
@@ -72,9 +73,6 @@ def _adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lr
         if after_step is not None:
             state = after_step(step, params, state)
     return params, state
-
-
-INFERENCE_MODES = ("per-query", "transductive")
 
 
 def _check_inference(inference):

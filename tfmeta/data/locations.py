@@ -18,12 +18,10 @@ import os
 import pathlib
 import socket
 
-ENVIRONMENT_VARIABLE = "TFMETA_OMNIGLOT_DIR"
+from tfmeta.omniglot_names import DATA_DIR_HELP, ENVIRONMENT_VARIABLE  # noqa: F401  (DATA_DIR_HELP: re-exported)
+
 REPOSITORY_DATA = pathlib.Path("data", "omniglot")
 OFFICIAL_RELEASE = "https://github.com/brendenlake/omniglot (folder python/)"
-# The help of every --data-dir flag.
-DATA_DIR_HELP = (f"the official Omniglot release (zips or folders); default: ${ENVIRONMENT_VARIABLE}, else "
-                 "data/omniglot of the repository, else download through tensorflow-datasets")
 _SOURCE_TREE = pathlib.Path(__file__).resolve().parents[2]
 # tensorflow-datasets downloads Omniglot from GitHub; without a connection it
 # retries for minutes before failing deep inside `requests`.

@@ -1,7 +1,6 @@
 """Omniglot (Lake et al. 2015), from the official release or tensorflow-datasets."""
 
 import functools
-import importlib.resources
 import os
 import posixpath
 import zipfile
@@ -12,31 +11,10 @@ import tensorflow as tf
 
 from tfmeta.data import locations
 from tfmeta.data.labelled import LabelledData
+from tfmeta.omniglot_names import (BACKGROUND, EVALUATION, LAKE_SPLITS, RESIZE_METHODS, ROTATIONS, SPLITS,
+                                   VINYALS_SPLITS, vinyals_characters)
 
-BACKGROUND = "images_background"
-EVALUATION = "images_evaluation"
-ROTATIONS = (0, 90, 180, 270)
-
-# Lake's split is the two parts of the official release; the split of Vinyals
-# et al. 2016 (as released with Snell et al. 2017) takes characters from both
-# and ships with the package as class lists.
-LAKE_SPLITS = {"background": BACKGROUND, "evaluation": EVALUATION}
-VINYALS_SPLITS = {
-    "vinyals-train": ("train",),
-    "vinyals-val": ("val",),
-    "vinyals-test": ("test",),
-    "vinyals-trainval": ("train", "val"),
-}
-SPLITS = tuple(LAKE_SPLITS) + tuple(VINYALS_SPLITS)
 _TFDS_SPLIT = {BACKGROUND: "train", EVALUATION: "test"}
-# How 105x105 drawings become image_size: tfmeta's own (area averaging), and
-# what clients commonly use instead, to measure how much a model cares.
-RESIZE_METHODS = {
-    "area": {"method": "area"},
-    "bilinear": {"method": "bilinear"},  # tf.image.resize's default: no antialiasing
-    "bilinear-antialias": {"method": "bilinear", "antialias": True},
-    "bicubic-antialias": {"method": "bicubic", "antialias": True},  # close to Pillow's Image.resize
-}
 
 
 def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data_dir=None, resize="area"):
@@ -119,13 +97,8 @@ def load_omniglot(split, data_dir=None, image_size=28, rotations=True, tfds_data
         rotations,
     )
     suffixes = [f"/rot{r:03d}" for r in ROTATIONS] if rotations else [""]
-    wanted = [name for part in VINYALS_SPLITS[split] for name in _vinyals_characters(part)]
+    wanted = [name for part in VINYALS_SPLITS[split] for name in vinyals_characters(part)]
     return data.select_classes([name + suffix for name in wanted for suffix in suffixes])
-
-
-def _vinyals_characters(part):
-    splits = importlib.resources.files("tfmeta.data") / "splits"
-    return (splits / f"vinyals_{part}.txt").read_text().split()
 
 
 def _alphabets():
@@ -134,7 +107,7 @@ def _alphabets():
     Taken from the package's own class lists rather than TFDS's metadata, so
     class names equal the official release's whatever TFDS recorded.
     """
-    characters = [name for part in ("train", "val", "test") for name in _vinyals_characters(part)]
+    characters = [name for part in ("train", "val", "test") for name in vinyals_characters(part)]
     return sorted({name.split("/")[0] for name in characters})
 
 

@@ -5,16 +5,15 @@ import json
 import os
 import pathlib
 
-import keras
-import tensorflow as tf
-
-from tfmeta.data.locations import DATA_DIR_HELP
 from tfmeta.experiments import maml_plus_plus
-from tfmeta.models.tokenization import TOKENIZATIONS
+from tfmeta.modes import INFERENCE_MODES, TOKENIZATIONS
+from tfmeta.omniglot_names import DATA_DIR_HELP, VINYALS_SPLITS, vinyals_num_classes
+
+# The flags and their resolution import no TensorFlow, so that `tfmeta --help` and argument errors answer at once;
+# the functions that run a configuration import it.
 
 ALGORITHMS = ("maml", "anil", "reptile", "matching", "protonet")
 MAML_FAMILY = ("maml", "anil", "reptile")  # adapt by gradient steps; the head fixes the ways
-INFERENCE_MODES = ("per-query", "transductive")  # tfmeta.algorithms.INFERENCE_MODES, without importing TensorFlow
 DATASETS = ("omniglot", "sinusoid")
 
 # What a setting is when neither the command line nor a config file sets it:
@@ -64,9 +63,19 @@ DESCRIPTION = ("Meta-trains a few-shot learner, tests it on fixed held-out episo
                "results.json, a learning curve and TensorBoard logs.")
 
 
+TRAIN_USAGE = f"%(prog)s --algorithm {{{','.join(ALGORITHMS)}}} [--config FILE] [options]"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line and a pointer to --help, not the usage of every flag."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
+
+
 def train_parser(prog="tfmeta train"):
     """The flags of a meta-training run (`tfmeta train --help`)."""
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    parser = ArgumentParser(prog=prog, description=DESCRIPTION, usage=TRAIN_USAGE)
     add_train_flags(parser)
     return parser
 
@@ -79,10 +88,12 @@ def add_train_flags(parser):
         dest = names[0].lstrip("-").replace("-", "_")
         add(*names, help=f"{help} ({_default_help(dest)})", **kwargs)
 
-    add("--config", help="a JSON file of settings (keys are flag names with underscores, e.g. "
+    required = parser.add_argument_group("required, on the command line or in the --config file")
+    required.add_argument("--algorithm", choices=ALGORITHMS, type=str.lower,
+                          help="maml, anil (MAML adapting the head only), reptile, matching (Matching Networks) or "
+                               "protonet (Prototypical Networks), in any case")
+    add("--config", metavar="FILE", help="a JSON file of settings (keys are flag names with underscores, e.g. "
                          "\"meta_batch\"); flags given on the command line win")
-    add("--algorithm", choices=ALGORITHMS, help="maml, anil (MAML adapting the head only), reptile, matching "
-                                                "(Matching Networks) or protonet (Prototypical Networks); required")
     add_with_default("--dataset", type=dataset_argument, metavar="DATASET",
                      help="omniglot (Vinyals split), sinusoid regression, images:DIR (a folder with one sub-folder "
                           "of images per class), tfds:NAME[/CONFIG] (a TFDS image dataset, e.g. tfds:cifar100; see "
@@ -220,6 +231,15 @@ def is_text_dataset(dataset):
     return isinstance(dataset, str) and dataset.startswith("text:")
 
 
+def check_omniglot_ways(command, split, ways, episodes):
+    """Exits with one line unless Omniglot's `split` has `ways` classes for its `episodes`, before any image is read
+    (Lake's parts are checked as they are read)."""
+    classes = vinyals_num_classes(split) if split in VINYALS_SPLITS else None
+    if classes is not None and ways > classes:
+        raise SystemExit(f"tfmeta {command}: {ways} ways exceed the {classes} classes of Omniglot's {split} split, "
+                         f"which the {episodes} episodes are drawn from; choose at most {classes}")
+
+
 def resolve(args):
     """Fills unset settings from the config file and the defaults; validates the combination."""
     settings = {key: value for key, value in vars(args).items() if value is not None}
@@ -233,6 +253,8 @@ def resolve(args):
             raise SystemExit(f"tfmeta train: unknown settings {unknown} in {path}; valid: "
                              f"{sorted(set(vars(args)) - {'config'})}")
         settings = {**from_file, **settings}
+    if isinstance(settings.get("algorithm"), str):
+        settings["algorithm"] = settings["algorithm"].lower()
     if settings.get("algorithm") not in ALGORITHMS:
         raise SystemExit(f"tfmeta train: choose --algorithm from {list(ALGORITHMS)}; received "
                          f"{settings.get('algorithm')!r}")
@@ -308,6 +330,11 @@ def resolve(args):
         raise SystemExit(f"tfmeta train: --iterations {config['iterations']} is not a whole number of epochs of "
                          f"--iterations-per-epoch {config['iterations_per_epoch']}; make it a multiple, e.g. "
                          f"{config['iterations'] // config['iterations_per_epoch'] * config['iterations_per_epoch']}")
+    if dataset == "omniglot" and config["split"] == "vinyals":
+        for split, ways, episodes in (("vinyals-train", config["train_ways"] or config["ways"], "training"),
+                                      ("vinyals-val", config["ways"], "validation"),
+                                      ("vinyals-test", config["ways"], "test")):
+            check_omniglot_ways("train", split, ways, episodes)
     prefix = dataset if config["split"] == "vinyals" else f"{dataset}-{config['split']}"
     for key in ("image_size", "channels", "class_split", "backbone", "image_augmentation", "tokenize",
                 "text_encoder", "fine_tune_encoder"):
@@ -325,6 +352,12 @@ def resolve(args):
         prefix = pathlib.Path(dataset.split(":", 1)[1].rstrip("/")).name.replace("/", "-")
     config.setdefault("output_dir", f"runs/{prefix}-{config['algorithm']}-{config['ways']}w{config['shots']}s"
                       if dataset != "sinusoid" else f"runs/sinusoid-maml-{config['shots']}shot")
+    if dataset != "omniglot":  # --split names Omniglot's splits; record how this dataset's classes are split
+        if "split" in settings:
+            raise SystemExit(f"tfmeta train: --split applies to --dataset omniglot; received --dataset {dataset}"
+                             + (" (its classes are split by --class-split)" if image_dataset else ""))
+        config["split"] = (config["class_split"] or f"seeded class fractions 64/16/20% (--seed {config['seed']})"
+                           if image_dataset else "the corpus's train/validation/test files" if text_dataset else None)
     config.pop("config", None)
     return argparse.Namespace(**config)
 
@@ -340,6 +373,9 @@ def apply_process_settings(config):
     Call it before building a model: TensorFlow fixes its thread pools when
     it first runs an op.
     """
+    import keras
+    import tensorflow as tf
+
     if config.intra_op_threads is None:
         config.intra_op_threads = default_intra_op_threads(config.algorithm)
     if config.intra_op_threads:
@@ -362,11 +398,15 @@ def default_intra_op_threads(algorithm):
     (`benchmarks/maml_throughput.py`: docs/performance.md). Metric learners
     run one large batch, which more threads speed up.
     """
+    import tensorflow as tf
+
     return 1 if algorithm in MAML_FAMILY and not tf.config.list_physical_devices("GPU") else 0
 
 
 def distribution_strategy(config):
     """The tf.distribute strategy a run asks for (the default strategy for one device)."""
+    import tensorflow as tf
+
     if config.distribute == "none":
         return tf.distribute.get_strategy()
     if config.distribute == "multiworker":
@@ -398,6 +438,8 @@ def for_this_worker(config, strategy):
 
 def compile_for_training(model, config):
     """Compiles `model` with the configured outer optimizer and fault handling."""
+    import keras
+
     learning_rate = config.meta_lr
     if config.cosine_lr_to is not None:
         learning_rate = keras.optimizers.schedules.CosineDecay(

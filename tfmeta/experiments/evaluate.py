@@ -11,9 +11,12 @@ from tfmeta.data.locations import OmniglotNotFoundError
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments.omniglot import LAKE_RUNS, fixed_episodes
 from tfmeta.experiments.reporting import command_line, portable_path
-from tfmeta.experiments.config import is_text_dataset
+from tfmeta.experiments.config import check_omniglot_ways, is_text_dataset
 from tfmeta.experiments.text import evaluate_on_text
 from tfmeta.serving import MODEL_CARD
+
+
+OMNIGLOT_SHAPE = (28, 28, 1)
 
 
 def _saved_model_dir(path):
@@ -104,16 +107,20 @@ def evaluate(args):
     predict, record = load_predictor(args.model, inference)
     if record.get("input_dtype") == "string" or is_text_dataset(getattr(args, "dataset", None)):
         return evaluate_on_text(args, predict, record)
-    if getattr(args, "dataset", None):
-        from tfmeta.experiments.images import evaluate_on_images
+    from tfmeta.experiments.images import evaluate_on_images, is_image_dataset
 
+    if getattr(args, "dataset", None) or is_image_dataset(record.get("dataset")):  # by default, its own dataset
         return evaluate_on_images(args, predict, record)
+    if record.get("input_shape") not in (None, list(OMNIGLOT_SHAPE)):
+        raise SystemExit(f"tfmeta evaluate: {args.model} takes inputs of shape {tuple(record['input_shape'])}, but "
+                         f"Omniglot's are {OMNIGLOT_SHAPE}; name its data with --dataset")
     if args.split == LAKE_RUNS:
         ways, shots = 20, 1
         print(f"Evaluating {args.model} on Lake's within-alphabet 20-way one-shot runs:")
     else:
         ways = args.ways or record.get("ways") or 5
         shots = args.shots or record.get("shots") or 1
+        check_omniglot_ways("evaluate", args.split, ways, "evaluation")
         print(f"Evaluating {args.model} on {args.episodes} fixed {ways}-way {shots}-shot episodes of Omniglot "
               f"{args.split} ({args.queries} queries per class, seed {args.seed}):")
     try:

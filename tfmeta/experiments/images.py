@@ -110,6 +110,19 @@ def input_convention(results):
             f"{RESIZE}; the per-channel normalization runs inside the served graph (preprocessing)")
 
 
+def check_split_ways(splits, train_ways, ways, dataset):
+    """Exits with one line naming the part of the class split that has fewer classes than its episodes' ways,
+    and what to change."""
+    counts = "/".join(str(data.num_classes) for data in splits.values())
+    for part, needed in (("train", train_ways), ("validation", ways), ("test", ways)):
+        if splits[part].num_classes < needed:
+            raise SystemExit(
+                f"tfmeta train: {dataset}: the {part} part of the class split has {splits[part].num_classes} classes "
+                f"(train/validation/test {counts}), fewer than the {needed} ways of its episodes; use --ways (and "
+                f"--train-ways) of at most {splits[part].num_classes}, or a --class-split file that gives each part "
+                f"at least {needed} classes (docs/images.md#small-datasets)")
+
+
 def checked_validation_episodes(splits, test_shape, train, config):
     """The fixed validation episodes of `splits["validation"]`, once the training stream `train(0)` and the test
     episodes' shape are known to be drawable; what is not stops the run with the dataset named."""
@@ -143,8 +156,12 @@ def train_and_evaluate_images(config):
     print(f"{config.dataset} at {height}x{width}x{channels}, train/validation/test: "
           f"{'/'.join(str(d.num_classes) for d in splits.values())} classes, "
           f"{'/'.join(str(len(d)) for d in splits.values())} images, read in {time.time() - start:.1f} s")
+    classes = {part: list(data.class_names) for part, data in splits.items()}
+    for part, names in classes.items():
+        print(f"{part} classes ({config.split}): {', '.join(names)}")
     mean, std = tfmeta.models.pixel_statistics(splits["train"].images)
     model = build_image_model(config, (height, width, channels), mean, std)
+    check_split_ways(splits, config.train_ways or config.ways, config.ways, config.dataset)
     test_shape = (config.ways, config.shots, config.queries)
     train_shape = (config.train_ways or config.ways, config.shots, config.train_queries or config.queries)
 
@@ -167,7 +184,7 @@ def train_and_evaluate_images(config):
     baseline_mean, baseline_half_width = mean_confidence_interval(baseline)
     name = run_name(config)
     results = {
-        "algorithm": name, "dataset": config.dataset, "split": config.class_split or "seeded class fractions",
+        "algorithm": name, "dataset": config.dataset, "split": config.split, "classes": classes,
         "ways": config.ways, "shots": config.shots, "accuracy": mean_accuracy, "ci95": half_width,
         "test_episodes": len(accuracies), "image_shape": [height, width, channels],
         "backbone": "miniimagenet_cnn" if config.algorithm == "maml" else config.backbone or "conv4",
@@ -191,15 +208,21 @@ def evaluate_on_images(args, predict, record):
     height, width, channels = record["input_shape"]
     ways = args.ways or record.get("ways") or 5
     shots = args.shots or record.get("shots") or 1
+    dataset = args.dataset or record["dataset"]
+    # Without --dataset, the test classes the model's record names (its own dataset's); else all of them.
+    test_classes = None if args.dataset or args.class_split else record.get("classes", {}).get("test")
     try:
-        data = image_data.load_images(args.dataset, (height, width), channels, args.data_dir)
+        data = image_data.load_images(dataset, (height, width), channels, args.data_dir)
         if args.class_split:
             data = image_data.apply_class_split(data, image_data.read_class_split(args.class_split))["test"]
+        elif test_classes:
+            data = data.select_classes(test_classes)
         tfmeta.data.check_episode_shape(data, ways, shots, args.queries)
     except (ValueError, MemoryError) as error:
-        raise SystemExit(f"tfmeta evaluate: {args.dataset}: {error}") from None
-    classes = f"the test classes of {args.class_split}" if args.class_split else "all classes"
-    print(f"Evaluating {args.model} on {args.episodes} fixed {ways}-way {shots}-shot episodes of {args.dataset} "
+        raise SystemExit(f"tfmeta evaluate: {dataset}: {error}") from None
+    classes = (f"the test classes of {args.class_split}" if args.class_split else
+               "the test classes of its training run" if test_classes else "all classes")
+    print(f"Evaluating {args.model} on {args.episodes} fixed {ways}-way {shots}-shot episodes of {dataset} "
           f"({classes}: {data.num_classes}, at {height}x{width}x{channels}; {args.queries} queries per class, "
           f"seed {args.seed}):")
     accuracies, baseline = accuracies_with_baseline(predict, data, ways, shots, args.queries, args.episodes,
@@ -208,8 +231,8 @@ def evaluate_on_images(args, predict, record):
     baseline_mean, baseline_half_width = mean_confidence_interval(baseline)
     print(f"accuracy {100 * mean:.2f} ± {100 * half_width:.2f}%, raw-pixel nearest prototype "
           f"{100 * baseline_mean:.2f} ± {100 * baseline_half_width:.2f}%, over {len(accuracies)} episodes")
-    evaluation = {"model": reporting.portable_path(args.model), "dataset": args.dataset,
-                  "split": f"{args.class_split}:test" if args.class_split else "all classes", "ways": ways,
+    evaluation = {"model": reporting.portable_path(args.model), "dataset": dataset,
+                  "split": f"{args.class_split}:test" if args.class_split else classes, "ways": ways,
                   "shots": shots, "queries": args.queries, "seed": args.seed, "in_class_order": args.in_class_order,
                   "accuracy": mean, "ci95": half_width, "test_episodes": len(accuracies),
                   "pixel_prototype_accuracy": baseline_mean, "pixel_prototype_ci95": baseline_half_width,

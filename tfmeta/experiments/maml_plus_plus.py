@@ -1,7 +1,5 @@
 """`tfmeta train`'s MAML++ switches (Antoniou, Edwards, Storkey. How to train your MAML. ICLR 2019)."""
 
-from tfmeta.algorithms import maml_plus_plus_config
-
 # What --maml-plus-plus sets besides `maml_plus_plus_config`'s MAML arguments, as the official
 # Omniglot configurations do: meta-batch 8, max-pooling, per-step batch-norm weights, Adam 1e-3
 # annealed to 1e-5 along a cosine. Per-step statistics stay off: the official code collects them
@@ -43,6 +41,8 @@ def resolve(config, given):
         if config["algorithm"] != "maml":
             raise SystemExit(f"tfmeta train: --maml-plus-plus applies to --algorithm maml; received --algorithm "
                              f"{config['algorithm']}")
+        from tfmeta.algorithms import maml_plus_plus_config  # imports TensorFlow: only once a run resolves
+
         preset = {**PRESET, **maml_plus_plus_config(config["iterations"])}
         config.update({key: value for key, value in preset.items() if key not in given})
     if config["per_step_bn_statistics"] and not config["per_step_bn"]:

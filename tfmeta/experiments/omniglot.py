@@ -9,6 +9,7 @@ from tfmeta.data.augmentation import random_shifts
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments import maml_plus_plus, reporting
 from tfmeta.experiments.config import compile_for_training
+from tfmeta.omniglot_names import LAKE_RUNS
 
 NAMES = {"maml": "MAML", "anil": "ANIL", "reptile": "Reptile", "matching": "Matching Networks",
          "protonet": "Prototypical Networks"}
@@ -94,9 +95,6 @@ def _lake_splits(data_dir, augment=False):
              for part in ("train", "val")}
     train = tfmeta.data.load_omniglot("background", data_dir, resize=AUGMENT_RESIZES) if augment else background
     return {"train": train.select_classes(names["train"]), "val": background.select_classes(names["val"])}
-
-
-LAKE_RUNS = "lake-runs"  # Lake's 20 one-shot runs (all_runs.zip), as a test split
 
 
 def fixed_episodes(split, data_dir, ways, shots, queries, num_episodes, seed=0, shuffle=True, resize="area"):

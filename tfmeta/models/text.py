@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfmeta.models.tokenization import text_vectorization
 
@@ -66,7 +67,7 @@ def text_conv_embedding(training_texts, vocabulary_size=20000, sequence_length=4
                                    output_sequence_length=sequence_length, name="tokens")
 
     texts = keras.Input(shape=(), dtype="string", name="texts")
-    tokens = vectorize(texts)
+    tokens = KnownWords(unknown_up_to=1, name="known_words")(vectorize(texts))
     x = keras.layers.Embedding(vocabulary_size, embedding_dim, name="token_embedding")(tokens)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     # Zero at padding positions: the convolutions do not read the padding's embedding past a text's end, and,
@@ -80,6 +81,37 @@ def text_conv_embedding(training_texts, vocabulary_size=20000, sequence_length=4
 
 
 PROJECTION_STDDEV = 0.02
+
+
+@keras.saving.register_keras_serializable(package="tfmeta")
+class KnownWords(keras.layers.Layer):
+    """Passes a batch of tokenized texts through; outside training, refuses one in which a text has no word of the
+    vocabulary, as blank text is refused: its embedding would say nothing about it (a zero TF-IDF vector, or only
+    the out-of-vocabulary token), so its prediction would be confident-looking nonsense. Words are split on
+    whitespace, so a script written without spaces (Chinese, Japanese, Thai) is one unknown word.
+
+    Args:
+        unknown_up_to: values up to this count as no word: 1 for token ids (0 padding, 1 out-of-vocabulary),
+            0 for term weights.
+    """
+
+    def __init__(self, unknown_up_to, **kwargs):
+        super().__init__(**kwargs)
+        self.unknown_up_to = unknown_up_to
+
+    def call(self, inputs, training=None):
+        if training:  # term dropout may empty a short text; the check is for the texts a model is asked about
+            return inputs
+        known = tf.reduce_any(inputs > self.unknown_up_to, axis=-1)
+        check = tf.debugging.Assert(tf.reduce_all(known), [
+            "a text holds no word of the vocabulary of the model (every word unknown; words are split on whitespace, "
+            "so a script without spaces such as Chinese is one unknown word): its embedding would say nothing about "
+            "it. Texts without a known word:", tf.reduce_sum(tf.cast(~known, tf.int32))])
+        with tf.control_dependencies([check]):
+            return tf.identity(inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "unknown_up_to": self.unknown_up_to}
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")
@@ -180,7 +212,7 @@ def text_tfidf_embedding(training_texts, vocabulary_size=20000, projection_dim=0
 
     texts = keras.Input(shape=(), dtype="string", name="texts")
     # Column 0 counts all out-of-vocabulary words as one: unrelated unknown words would look alike.
-    terms = vectorize(texts)[:, 1:]
+    terms = KnownWords(unknown_up_to=0, name="known_words")(vectorize(texts)[:, 1:])
     terms = keras.layers.Dropout(dropout, name="term_dropout")(terms)
     reweighted = TermReweighting(projection_dim, initial_scale, name="reweighting")(terms)
     return keras.Model(texts, reweighted, name=name)

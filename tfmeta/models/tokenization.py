@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-TOKENIZATIONS = ("words", "characters", "auto")
+from tfmeta.modes import TOKENIZATIONS
 
 # Scripts written without spaces between words: a whitespace split reads a whole phrase of them as one token.
 NO_SPACE_SCRIPTS = ("Han", "Hiragana", "Katakana", "Thai", "Lao", "Khmer", "Myanmar")
