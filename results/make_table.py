@@ -289,6 +289,17 @@ def text_table():
     return "\n".join(lines)
 
 
+def inference_table():
+    """MAML's query normalizations on the same test episodes (results/inference/compare_modes.py's records)."""
+    lines = ["| model | trained | transductive | per-query (support statistics) | support + one query | command |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for path in sorted((RESULTS / "inference").glob("compare-*.json")):
+        row = json.loads(path.read_text())
+        cells = " | ".join(accuracy_cell(row[mode]) for mode in ("transductive", "per-query", "support-plus-query"))
+        lines.append(f"| `{row['model']}` | {row['trained']} | {cells} | `{row['command']}` |")
+    return "\n".join(lines)
+
+
 def load_ablation():
     return [json.loads(path.read_text()) for path in sorted((RESULTS / "ablation" / "maml-plus-plus").glob("*.json"))]
 
@@ -316,6 +327,7 @@ def tables(records):
             "results-sinusoid": sinusoid_table(sinusoid),
             "results-time-to-accuracy": time_to_accuracy_table(records),
             "results-text": text_table(),
+            "results-inference": inference_table(),
             "results-ablation": ablation_table(load_ablation()),
             "results-curves": "Learning curves (validation accuracy, or loss, per epoch): " + ", ".join(curves) + "."}
 

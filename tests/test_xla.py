@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import conv_net, random_episodes
 
 import tfmeta
 
@@ -79,3 +80,19 @@ def test_prediction_refuses_bad_labels_under_xla():
     del bad["query_y"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="support_y holds a negative label"):
         model.predict_on_batch(bad)  # predict_on_batch skips predict's checks in Python
+
+
+def test_per_query_inference_trains_and_predicts_alike_under_xla():
+    """The support rows' statistics (static slices of `[support; queries]`) compile with XLA to the same step."""
+    data = random_episodes((6, 6, 1), tasks=2)
+    results = []
+    for jit_compile in (False, True):
+        maml = tfmeta.MAML(conv_net(), inner_lr=0.3)
+        maml.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=jit_compile)
+        loss = maml.train_on_batch(data, return_dict=True)["loss"]
+        results.append((loss, maml.predict(data, verbose=0), [v.numpy() for v in maml.trainable_variables]))
+    (loss, predictions, weights), (xla_loss, xla_predictions, xla_weights) = results
+    assert xla_loss == pytest.approx(loss, rel=1e-4)
+    np.testing.assert_allclose(xla_predictions, predictions, rtol=1e-4, atol=1e-5)
+    for weight, xla_weight in zip(weights, xla_weights):
+        np.testing.assert_allclose(xla_weight, weight, rtol=1e-4, atol=1e-6)

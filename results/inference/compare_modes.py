@@ -1,7 +1,7 @@
 """MAML's query normalizations compared on the same fixed test episodes.
 
-    python results/inference/compare_modes.py runs/maml-5w1s/model.keras --output results/inference/NAME.json
-    python results/inference/compare_modes.py savedmodels/maml-omniglot-5w1s --output ...
+    python results/inference/compare_modes.py savedmodels/maml-omniglot-5w1s \
+        --trained "..." --output results/inference/compare-NAME.json
 
 For a plain MAML model (a `.keras` file, or a committed export rebuilt from
 its card), the accuracy ± 95% interval of:
@@ -73,6 +73,8 @@ def main():
     parser.add_argument("model", help="a MAML .keras file or a committed savedmodels/<name> directory")
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--output", required=True)
+    parser.add_argument("--trained", required=True,
+                        help="how the model was trained, for the table, e.g. '8,000 iterations, transductive'")
     args = parser.parse_args()
     maml, card = load(args.model)
     ways, shots = maml.ways, card.get("shots", 1)
@@ -80,7 +82,8 @@ def main():
                                                          inference=mode)
                   for mode in MODES[:2]}
     predictors["support-plus-query"] = support_plus_query(maml)
-    record = {"model": args.model, "ways": ways, "shots": shots, "queries": 15, "command": command_line()}
+    record = {"model": args.model, "trained": args.trained, "ways": ways, "shots": shots, "queries": 15,
+              "test_episodes": args.episodes, "command": command_line()}
     for mode, predict in predictors.items():
         episodes, count = fixed_episodes("vinyals-test", None, ways, shots, 15, args.episodes, seed=0)
         mean, ci95 = mean_confidence_interval(episode_accuracies(predict, episodes, count))
