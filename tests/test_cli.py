@@ -70,6 +70,12 @@ def test_train_evaluate_export_and_evaluate_the_export_on_real_omniglot(omniglot
     assert reported_accuracy(served) == recorded
     evaluation = json.loads((tmp_path / "evaluation.json").read_text())
     assert evaluation["evaluation"]["ways"] == 3 and evaluation["trained"]["algorithm"] == "MAML"
+    assert evaluation["evaluation"]["inference"] == card["inference"] == results["config"]["inference"] == "per-query"
+    # The transductive mode, by name: the checkpoint and the export's serving_tasks_transductive agree.
+    transductive = [reported_accuracy(run_in_process(capsys, "evaluate", model, "--data-dir", omniglot_dir,
+                                                     "--queries", 2, "--episodes", 50, "--inference", "transductive"))
+                    for model in (run / "model.keras", tmp_path / "savedmodels" / "maml")]
+    assert transductive[0] == transductive[1] != recorded
 
     # A further evaluation of the same trained model goes into the card of a new export; another
     # model's evaluation is refused.

@@ -145,7 +145,8 @@ def _input_signature(model, batched):
     return [example, labels, example]
 
 
-def _adapts_by_gradient(model):
+def adapts_by_gradient(model):
+    """Whether `model` is of the MAML family (MAML, ANIL, Reptile, or an Ensemble of them)."""
     return isinstance(model, MAML) or isinstance(model, Ensemble) and model.adapts_by_gradient
 
 
@@ -159,7 +160,7 @@ def _other_inference(inference):
 def _serving_signatures(model, inference):
     """`{name: (batched, call_kwargs)}`: the default signatures in `inference`, and the MAML family's
     other mode under its own names."""
-    if not _adapts_by_gradient(model):
+    if not adapts_by_gradient(model):
         return {"serving_default": (False, {}), "serving_tasks": (True, {})}
     other, one_task, batched = _other_inference(inference)
     return {"serving_default": (False, {"inference": inference}), "serving_tasks": (True, {"inference": inference}),
@@ -177,7 +178,7 @@ def _check_arguments(model, version, inner_steps, input_range, inference):
                          f"received version={version!r}.")
     _check_inference(inference)
     if inner_steps is not None:
-        if not _adapts_by_gradient(model):
+        if not adapts_by_gradient(model):
             kind = "an Ensemble of metric models" if isinstance(model, Ensemble) else f"a {type(model).__name__}"
             raise ValueError(f"`inner_steps` applies to MAML models only; received inner_steps={inner_steps!r} "
                              f"for {kind}.")

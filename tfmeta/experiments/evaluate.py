@@ -6,14 +6,14 @@ import pathlib
 import keras
 import tensorflow as tf
 
-from tfmeta.algorithms import MAML, Ensemble
+from tfmeta.algorithms import Ensemble
 from tfmeta.data.locations import OmniglotNotFoundError
 from tfmeta.evaluation import episode_accuracies, mean_confidence_interval, model_predictor
 from tfmeta.experiments.omniglot import LAKE_RUNS, fixed_episodes
 from tfmeta.experiments.reporting import command_line, portable_path
 from tfmeta.experiments.config import check_omniglot_ways, is_text_dataset
 from tfmeta.experiments.text import evaluate_on_text
-from tfmeta.serving import MODEL_CARD
+from tfmeta.serving import MODEL_CARD, adapts_by_gradient
 
 
 OMNIGLOT_SHAPE = (28, 28, 1)
@@ -29,10 +29,6 @@ def _saved_model_dir(path):
         raise SystemExit(f"tfmeta evaluate: {path} holds no SavedModel (no saved_model.pb in it or in a "
                          "numbered version directory)")
     return versions[-1]
-
-
-def _adapts_by_gradient(model):
-    return isinstance(model, MAML) or isinstance(model, Ensemble) and model.adapts_by_gradient
 
 
 def load_predictor(path, inference=None):
@@ -52,11 +48,11 @@ def load_predictor(path, inference=None):
         model = keras.models.load_model(path)
         if not model.is_classifier:
             raise SystemExit(f"tfmeta evaluate: {path} is a regressor; evaluate classifies Omniglot episodes")
-        if inference is not None and not _adapts_by_gradient(model):
+        if inference is not None and not adapts_by_gradient(model):
             raise SystemExit(f"tfmeta evaluate: --inference applies to the MAML family; {path} is a "
                              f"{type(model).__name__}, which answers each query alone")
         record = {"input_shape": list(model.example_shape), **record}
-        if not _adapts_by_gradient(model):
+        if not adapts_by_gradient(model):
             return model_predictor(model), record
         inference = inference or (model.members[0] if isinstance(model, Ensemble) else model).inference
         return model_predictor(model, inference=inference), {**record, "inference": inference}
