@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from tfmeta.data.locations import DATA_DIR_HELP
-from tfmeta.experiments import maml_plus_plus
+from tfmeta.experiments import maml_plus_plus, recipes
 
 ALGORITHMS = ("maml", "anil", "reptile", "matching", "protonet")
 MAML_FAMILY = ("maml", "anil", "reptile")  # adapt by gradient steps; the head fixes the ways
@@ -81,7 +81,9 @@ def add_train_flags(parser):
     add("--config", help="a JSON file of settings (keys are flag names with underscores, e.g. "
                          "\"meta_batch\"); flags given on the command line win")
     add("--algorithm", choices=ALGORITHMS, help="maml, anil (MAML adapting the head only), reptile, matching "
-                                                "(Matching Networks) or protonet (Prototypical Networks); required")
+                                                "(Matching Networks) or protonet (Prototypical Networks); required "
+                                                "unless --recipe names it")
+    recipes.add_flag(parser)
     add_with_default("--dataset", type=dataset_argument, metavar="DATASET",
                      help="omniglot (Vinyals split), sinusoid regression, images:DIR (a folder with one sub-folder "
                           "of images per class), tfds:NAME[/CONFIG] (a TFDS image dataset, e.g. tfds:cifar100; see "
@@ -221,6 +223,9 @@ def resolve(args):
             raise SystemExit(f"tfmeta train: unknown settings {unknown} in {path}; valid: "
                              f"{sorted(set(vars(args)) - {'config'})}")
         settings = {**from_file, **settings}
+    recipe_algorithm = recipes.algorithm_of(settings)  # refuses an unknown recipe
+    if recipe_algorithm and "algorithm" not in settings:
+        settings["algorithm"] = recipe_algorithm
     if settings.get("algorithm") not in ALGORITHMS:
         raise SystemExit(f"tfmeta train: choose --algorithm from {list(ALGORITHMS)}; received "
                          f"{settings.get('algorithm')!r}")
@@ -244,6 +249,7 @@ def resolve(args):
     image_dataset = dataset.startswith(("images:", "tfds:"))
     defaults_of = "images" if image_dataset else "text" if text_dataset else dataset
     config = {**DEFAULTS["common"], **DEFAULTS.get((defaults_of, settings["algorithm"]), {}), **settings}
+    config = recipes.resolve(settings, config)
     if config["algorithm"] == "protonet" and config.get("distance") != "cosine":
         # A default temperature scales the default cosine; the squared distance has none (a given one is refused).
         for key in ("temperature", "learn_temperature"):

@@ -1,6 +1,7 @@
 """`tfmeta train`'s MAML++ switches (Antoniou, Edwards, Storkey. How to train your MAML. ICLR 2019)."""
 
 from tfmeta.algorithms import maml_plus_plus_config
+from tfmeta.experiments.recipes import fill
 
 # What --maml-plus-plus sets besides `maml_plus_plus_config`'s MAML arguments, as the official
 # Omniglot configurations do: meta-batch 8, max-pooling, per-step batch-norm weights, Adam 1e-3
@@ -43,8 +44,7 @@ def resolve(config, given):
         if config["algorithm"] != "maml":
             raise SystemExit(f"tfmeta train: --maml-plus-plus applies to --algorithm maml; received --algorithm "
                              f"{config['algorithm']}")
-        preset = {**PRESET, **maml_plus_plus_config(config["iterations"])}
-        config.update({key: value for key, value in preset.items() if key not in given})
+        fill(config, given, {**PRESET, **maml_plus_plus_config(config["iterations"])})
     if config["per_step_bn_statistics"] and not config["per_step_bn"]:
         raise SystemExit("tfmeta train: --per-step-bn-statistics keeps statistics per inner step of the per-step "
                          "batch norm; add --per-step-bn")
