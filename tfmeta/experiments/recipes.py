@@ -30,7 +30,7 @@ def _finn(ways, shots):
 
 def _meta_sgd(ways, shots):
     """Li et al. 2017 (no official code): Finn et al.'s protocol, one step in training and at test, a learned
-    rate per parameter entry initialised at Finn's rate."""
+    rate per parameter entry initialised at Finn's rate (not verified against the paper's text: docs/maml.md)."""
     return {**_finn(ways, shots), "inner_steps": 1, "eval_inner_steps": 1, "learn_inner_lr": True}
 
 
@@ -58,7 +58,7 @@ RECIPES = {
     "finn2017": ("maml", "Finn, Abbeel, Levine 2017 (MAML)", _finn),
     "li2017-meta-sgd": ("maml", "Li, Zhou, Chen, Li 2017 (Meta-SGD)", _meta_sgd),
     "antoniou2019-maml-plus-plus": ("maml", "Antoniou, Edwards, Storkey 2019 (MAML++)", _maml_plus_plus),
-    # Raghu et al. train ANIL with MAML's Omniglot hyperparameters; their code is not public.
+    # No public code: Finn et al.'s Omniglot protocol, not verified against the paper's appendix (docs/maml.md).
     "raghu2020-anil": ("anil", "Raghu, Raghu, Bengio, Vinyals 2020 (ANIL)", _finn),
     "nichol2018-reptile": ("reptile", "Nichol, Achiam, Schulman 2018 (Reptile)", _nichol),
 }
