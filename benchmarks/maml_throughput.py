@@ -4,10 +4,10 @@
     python benchmarks/maml_throughput.py --algorithm anil --ways 20 --meta-batch 16 --inner-steps 5
 
 Times `fit` itself (a Keras callback around each meta-iteration) after a
-warm-up that includes tracing. Last line:
-`ms_per_iter=<median> tasks_per_s=<...> peak_rss_mb=<...>`. `--profile-ops N`
-also prints the op types that take the time (TensorFlow's profiler, N
-meta-iterations).
+warm-up that includes tracing. Last line: `ms_per_iter=<median>
+tasks_per_s=<...> peak_rss_mb=<...> cpu_ms_per_iter=<median>`.
+`--profile-ops N` also prints the op types that take the time
+(TensorFlow's profiler, N meta-iterations).
 """
 
 import argparse
