@@ -4,7 +4,7 @@
     python benchmarks/metric_throughput.py --algorithm matching --fce --ways 5 --shots 1 --meta-batch 32
 
 Times `fit` after a warm-up that includes tracing. Last line:
-`ms_per_iter=<median> episodes_per_s=<...> peak_rss_mb=<...>`.
+`ms_per_iter=<median> episodes_per_s=<...> peak_rss_mb=<...> cpu_ms_per_iter=<median>`.
 """
 
 import argparse

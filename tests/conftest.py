@@ -76,6 +76,12 @@ def random_episodes(example_shape, tasks=2, ways=3, shots=2, queries=3, seed=0, 
     }
 
 
+def float64_episodes(tasks, example_shape=(2,)):
+    """Random episodes in float64 whose values float32 holds exactly (MAML's call casts its inputs to float32)."""
+    episodes = random_episodes(example_shape, tasks=tasks)
+    return {key: value.astype(np.float64) if value.dtype == np.float32 else value for key, value in episodes.items()}
+
+
 def directional_derivatives(function, values, gradients, directions=3, h=1e-6, seed=1):
     """(analytic, central-difference) derivatives of `function` along random directions, as arrays.
 

@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
-from conftest import conv_net, directional_derivatives, loss_for, mlp, random_episodes
+from conftest import conv_net, directional_derivatives, float64_episodes, loss_for, mlp, random_episodes, task
 from tfmeta import cli
+from tfmeta.algorithms import adapt_and_predict
 from tfmeta.experiments import config as run_config
 from tfmeta.experiments.omniglot import run_name
 from tfmeta.layers import MetaBatchNormalization
@@ -27,6 +28,7 @@ def one_step_update(model, episodes, learning_rate=1.0):
 @pytest.mark.parametrize("network, shape", [(mlp, (2,)), (conv_net, (6, 6, 1))])
 def test_anil_meta_gradient_of_a_training_step_matches_finite_differences(network, shape, steps):
     anil = tfmeta.ANIL(network("float64"), inner_lr=0.3, inner_steps=steps, loss=loss_for("float64"))
+    assert anil.reuses_features  # the inner loop runs the head alone on features computed once
     episodes = random_episodes(shape, dtype="float64")
 
     def mean_query_loss(values):
@@ -40,6 +42,45 @@ def test_anil_meta_gradient_of_a_training_step_matches_finite_differences(networ
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
     # The body gets a meta-gradient too (its first kernel here): the outer loop learns it.
     assert np.abs(gradient[0]).max() > 1e-6
+
+
+@pytest.mark.parametrize("inference", ["per-query", "transductive"])
+def test_anil_on_features_computed_once_equals_the_whole_network_at_every_step(inference):
+    loss = loss_for("float64")
+    anil = tfmeta.ANIL(conv_net("float64"), inner_lr=0.3, inner_steps=2, loss=loss, inference=inference)
+    backbone = anil.backbone
+    head = backbone.get_layer(anil.head[0]).trainable_variables
+    rates = [0.3 if any(v is w for w in head) else None for v in backbone.trainable_variables]
+    params = [v.value for v in backbone.trainable_variables]
+    episodes = float64_episodes(2, (6, 6, 1))
+
+    def whole_network(t):  # every inner step and the query pass run the whole backbone (MAML's adapt_and_predict)
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            predictions, _ = adapt_and_predict(backbone, params, [], task(episodes, t), loss, rates, 2,
+                                               inference=inference)
+            query_loss = loss(episodes["query_y"][t], predictions)
+        return predictions.numpy(), [g.numpy() for g in tape.gradient(query_loss, params)]
+
+    predictions, gradients = zip(*[whole_network(t) for t in range(2)])
+    np.testing.assert_allclose(anil(episodes, training=True, inner_steps=2), predictions, rtol=1e-10, atol=1e-13)
+    before, after = one_step_update(anil, episodes)  # SGD(1.0): the step is minus the meta-gradient
+    for got, want in zip([b - a for b, a in zip(before, after)], zip(*gradients)):
+        np.testing.assert_allclose(got, np.mean(want, axis=0), rtol=1e-10, atol=1e-13)
+
+
+def test_anil_runs_the_whole_network_where_the_body_changes_from_step_to_step():
+    inputs = keras.Input((2,))
+    per_step = MetaBatchNormalization(steps=2)(keras.layers.Dense(4)(inputs))
+    assert not tfmeta.ANIL(keras.Model(inputs, keras.layers.Dense(3)(per_step)), inner_steps=2).reuses_features
+
+    # A head layer nested in another layer: the backbone's graph has no tensor below it to cut at.
+    nested = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="nested_logits")])
+    backbone = keras.Model(inputs, nested(keras.layers.Dense(4)(inputs)))
+    anil = tfmeta.ANIL(backbone, head=["nested_logits"], inner_lr=0.5, eval_inner_steps=2)
+    assert not anil.reuses_features
+    assert anil.predict(random_episodes((2,), tasks=1), verbose=0).shape == (1, 9, 3)
+    assert tfmeta.ANIL(backbone, inner_lr=0.5).reuses_features  # the nested model as the head
 
 
 def test_anil_adapts_the_head_alone():

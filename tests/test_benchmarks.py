@@ -12,9 +12,9 @@ from conftest import REPO
 
 @pytest.mark.parametrize("script, flags, pattern", [
     ("maml_throughput.py", ["--inner-steps", "2", "--first-order", "--dtype-policy", "mixed_bfloat16"],
-     r"ms_per_iter=\d+ tasks_per_s=[\d.]+ peak_rss_mb=\d+"),
+     r"ms_per_iter=\d+ tasks_per_s=[\d.]+ peak_rss_mb=\d+ cpu_ms_per_iter=\d+"),
     ("metric_throughput.py", ["--algorithm", "matching", "--fce"],
-     r"ms_per_iter=\d+ episodes_per_s=[\d.]+ peak_rss_mb=\d+"),
+     r"ms_per_iter=\d+ episodes_per_s=[\d.]+ peak_rss_mb=\d+ cpu_ms_per_iter=\d+"),
 ])
 def test_throughput_benchmarks_report_their_figures(script, flags, pattern):
     completed = subprocess.run(

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import directional_derivatives, loss_for, mlp, random_episodes, task, traced_steps
+from conftest import directional_derivatives, float64_episodes, loss_for, mlp, random_episodes, task, traced_steps
 from tfmeta.algorithms import MAML, adapt, adapt_and_predict, maml_plus_plus_config, multi_step_loss_weights
 from tfmeta.layers import MetaBatchNormalization, inner_step
 
@@ -36,12 +36,6 @@ def test_multi_step_loss_weights_are_the_official_vector_at_each_epoch_and_linea
     np.testing.assert_allclose(halfway, between, atol=1e-7)
     for iteration in range(25):
         assert float(tf.reduce_sum(multi_step_loss_weights(5, iteration, 20))) == pytest.approx(1.0, abs=1e-6)
-
-
-def float64_episodes(tasks):
-    """Random episodes in float64 whose values float32 holds exactly (MAML's call casts its inputs to float32)."""
-    episodes = random_episodes((2,), tasks=tasks)
-    return {key: value.astype(np.float64) if value.dtype == np.float32 else value for key, value in episodes.items()}
 
 
 def mean_task_loss(episodes, query_loss):

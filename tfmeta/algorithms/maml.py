@@ -618,17 +618,19 @@ class MAML(EpisodicModel):
         With `each_step`, the predictions are a list, after each inner step.
         `inference` defaults to the model's.
         """
-        randoms = iter(random_state)
-        non_trainable = [next(randoms) if _is_random_state(v) else tf.convert_to_tensor(v)
-                         for v in self.backbone.non_trainable_variables]
         predict = adapt_and_predict_each_step if each_step else adapt_and_predict
         return predict(
-            self.backbone,
-            [tf.convert_to_tensor(v) for v in self.backbone.trainable_variables],
-            non_trainable, task, self.mean_loss, self._learning_rates(), steps,
+            self.backbone, *self._backbone_values(random_state), task, self.mean_loss, self._learning_rates(), steps,
             self.first_order if first_order is None else first_order, training,
             self.inference if inference is None else inference,
         )
+
+    def _backbone_values(self, random_state):
+        """`(params, non_trainable)`: the backbone's variables as tensors, its seed states from `random_state`."""
+        randoms = iter(random_state)
+        return ([tf.convert_to_tensor(v) for v in self.backbone.trainable_variables],
+                [next(randoms) if _is_random_state(v) else tf.convert_to_tensor(v)
+                 for v in self.backbone.non_trainable_variables])
 
     def training_phase(self, iteration):
         """`(multi_step_loss, second_order)`: how outer iteration `iteration` (0-based) trains."""

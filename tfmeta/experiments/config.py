@@ -5,7 +5,7 @@ import json
 import os
 import pathlib
 
-from tfmeta.experiments import maml_plus_plus
+from tfmeta.experiments import maml_plus_plus, recipes
 from tfmeta.modes import INFERENCE_MODES, TOKENIZATIONS
 from tfmeta.omniglot_names import DATA_DIR_HELP, VINYALS_SPLITS, vinyals_num_classes
 
@@ -91,9 +91,10 @@ def add_train_flags(parser):
     required = parser.add_argument_group("required, on the command line or in the --config file")
     required.add_argument("--algorithm", choices=ALGORITHMS, type=str.lower,
                           help="maml, anil (MAML adapting the head only), reptile, matching (Matching Networks) or "
-                               "protonet (Prototypical Networks), in any case")
+                               "protonet (Prototypical Networks), in any case; --recipe names it too")
     add("--config", metavar="FILE", help="a JSON file of settings (keys are flag names with underscores, e.g. "
                          "\"meta_batch\"); flags given on the command line win")
+    recipes.add_flag(parser)
     add_with_default("--dataset", type=dataset_argument, metavar="DATASET",
                      help="omniglot (Vinyals split), sinusoid regression, images:DIR (a folder with one sub-folder "
                           "of images per class), tfds:NAME[/CONFIG] (a TFDS image dataset, e.g. tfds:cifar100; see "
@@ -255,6 +256,9 @@ def resolve(args):
         settings = {**from_file, **settings}
     if isinstance(settings.get("algorithm"), str):
         settings["algorithm"] = settings["algorithm"].lower()
+    recipe_algorithm = recipes.algorithm_of(settings)  # refuses an unknown recipe
+    if recipe_algorithm and "algorithm" not in settings:
+        settings["algorithm"] = recipe_algorithm
     if settings.get("algorithm") not in ALGORITHMS:
         raise SystemExit(f"tfmeta train: choose --algorithm from {list(ALGORITHMS)}; received "
                          f"{settings.get('algorithm')!r}")
@@ -278,6 +282,7 @@ def resolve(args):
     image_dataset = dataset.startswith(("images:", "tfds:"))
     defaults_of = "images" if image_dataset else "text" if text_dataset else dataset
     config = {**DEFAULTS["common"], **DEFAULTS.get((defaults_of, settings["algorithm"]), {}), **settings}
+    config = recipes.resolve(settings, config)
     if config["algorithm"] == "protonet" and config.get("distance") != "cosine":
         # A default temperature scales the default cosine; the squared distance has none (a given one is refused).
         for key in ("temperature", "learn_temperature"):

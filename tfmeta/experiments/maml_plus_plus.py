@@ -1,5 +1,7 @@
 """`tfmeta train`'s MAML++ switches (Antoniou, Edwards, Storkey. How to train your MAML. ICLR 2019)."""
 
+from tfmeta.experiments.recipes import fill
+
 # What --maml-plus-plus sets besides `maml_plus_plus_config`'s MAML arguments, as the official
 # Omniglot configurations do: meta-batch 8, max-pooling, per-step batch-norm weights, Adam 1e-3
 # annealed to 1e-5 along a cosine. Per-step statistics stay off: the official code collects them
@@ -43,8 +45,7 @@ def resolve(config, given):
                              f"{config['algorithm']}")
         from tfmeta.algorithms import maml_plus_plus_config  # imports TensorFlow: only once a run resolves
 
-        preset = {**PRESET, **maml_plus_plus_config(config["iterations"])}
-        config.update({key: value for key, value in preset.items() if key not in given})
+        fill(config, given, {**PRESET, **maml_plus_plus_config(config["iterations"])})
     if config["per_step_bn_statistics"] and not config["per_step_bn"]:
         raise SystemExit("tfmeta train: --per-step-bn-statistics keeps statistics per inner step of the per-step "
                          "batch norm; add --per-step-bn")
