@@ -49,8 +49,8 @@ def support_plus_query(maml):
     backbone = maml.backbone
     rates = [maml.inner_lr if adapted else None for adapted in maml._adapted]
 
-    @tf.function
-    def one_task(support_x, support_y, query_x):
+    def one_task(task):
+        support_x, support_y, query_x = task
         params = [v.value for v in backbone.trainable_variables]
         state = [v.value for v in backbone.non_trainable_variables]
         fast = adapt(backbone, params, state, support_x, support_y, maml.mean_loss, rates, maml.eval_inner_steps,
@@ -63,7 +63,7 @@ def support_plus_query(maml):
         return tf.map_fn(answer, query_x)
 
     def predict(support_x, support_y, query_x):
-        return tf.stack([one_task(*task) for task in zip(support_x, support_y, query_x)])
+        return tf.map_fn(one_task, (support_x, support_y, query_x), fn_output_signature=backbone.compute_dtype)
 
     return predict
 
@@ -72,17 +72,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a MAML .keras file or a committed savedmodels/<name> directory")
     parser.add_argument("--episodes", type=int, default=1000)
+    parser.add_argument("--inner-steps", type=int, help="inner steps at test (default: the model's eval_inner_steps)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--trained", required=True,
                         help="how the model was trained, for the table, e.g. '8,000 iterations, transductive'")
     args = parser.parse_args()
     maml, card = load(args.model)
+    if args.inner_steps is not None:
+        maml.eval_inner_steps = args.inner_steps
     ways, shots = maml.ways, card.get("shots", 1)
     predictors = {mode: lambda s, y, q, mode=mode: maml({"support_x": s, "support_y": y, "query_x": q},
                                                          inference=mode)
                   for mode in MODES[:2]}
     predictors["support-plus-query"] = support_plus_query(maml)
     record = {"model": args.model, "trained": args.trained, "ways": ways, "shots": shots, "queries": 15,
+              "inner_steps": maml.eval_inner_steps,
               "test_episodes": args.episodes, "command": command_line()}
     for mode, predict in predictors.items():
         episodes, count = fixed_episodes("vinyals-test", None, ways, shots, 15, args.episodes, seed=0)
