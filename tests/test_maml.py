@@ -93,6 +93,33 @@ def test_a_float64_inner_step_takes_the_inner_rate_in_float64():
         np.testing.assert_allclose(actual, expected, rtol=1e-14, atol=1e-15)
 
 
+def test_one_number_is_the_inner_rate_of_every_parameter_and_a_list_of_another_length_is_refused():
+    model = mlp("float64")
+    episode = task(random_episodes((2,), dtype="float64"), 0)
+    loss = loss_for("float64")
+    params = [tf.constant(v.numpy()) for v in model.trainable_variables]
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        value = loss(episode["support_y"], model.stateless_call(params, [], episode["support_x"])[0])
+    by_hand = [p.numpy() - 0.4 * g.numpy() for p, g in zip(params, tape.gradient(value, params))]
+    for rate in (0.4, np.float64(0.4), tf.constant(0.4, tf.float64)):
+        fast = adapt(model, params, [], episode["support_x"], episode["support_y"], loss, rate, 1)
+        for expected, actual in zip(by_hand, fast):
+            np.testing.assert_allclose(actual, expected, rtol=1e-14, atol=1e-15)
+    # With two steps, as the queries' predictions.
+    predictions, _ = adapt_and_predict(model, params, [], episode, loss, 0.4, 2)
+    listed, _ = adapt_and_predict(model, params, [], episode, loss, [0.4] * len(params), 2)
+    np.testing.assert_array_equal(predictions, listed)
+    for rates in ([0.4], [0.4] * (len(params) + 1)):
+        with pytest.raises(ValueError, match=rf"`inner_lrs` has length {len(rates)} but `params` holds "
+                                             rf"{len(params)} parameters"):
+            adapt(model, params, [], episode["support_x"], episode["support_y"], loss, rates, 1)
+        with pytest.raises(ValueError, match=rf"has length {len(rates)}"):
+            adapt_and_predict(model, params, [], episode, loss, lambda step: rates, 1)
+    with pytest.raises(ValueError, match="must be a number, a list.*received inner_lrs='0.4'"):
+        adapt(model, params, [], episode["support_x"], episode["support_y"], loss, "0.4", 1)
+
+
 def test_inner_steps_are_honoured():
     episodes = random_episodes((2,), tasks=1)
     predictions = {}

@@ -40,6 +40,25 @@ def _as_dtype(value, dtype):
     return tf.cast(value, dtype) if tf.is_tensor(value) else tf.constant(value, dtype)
 
 
+def _rates_of_step(inner_lrs, step, count):
+    """`adapt`'s `inner_lrs` at `step`: one rate (or None) for each of the `count` parameters."""
+    rates = inner_lrs(step) if callable(inner_lrs) else inner_lrs
+    if tf.is_tensor(rates) or isinstance(rates, np.ndarray):
+        scalar = len(rates.shape) == 0
+    else:
+        scalar = isinstance(rates, numbers.Real) and not isinstance(rates, bool)
+    if scalar:
+        return [rates] * count
+    if not isinstance(rates, (list, tuple)):
+        raise ValueError(f"`inner_lrs` must be a number, a list of one rate (or None) per parameter, or a function "
+                         f"of the step returning such a list; received inner_lrs={rates!r}.")
+    if len(rates) != count:
+        # A shorter list would leave the last parameters unadapted without a word.
+        raise ValueError(f"`inner_lrs` has length {len(rates)} but `params` holds {count} parameters: give one "
+                         f"rate (or None) per parameter, or a single number; received inner_lrs={rates!r}.")
+    return rates
+
+
 def _carry(carried, old, new):
     return [n if keep else o for keep, o, n in zip(carried, old, new)]
 
@@ -56,7 +75,7 @@ def _adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lr
     state = list(non_trainable)
     carried = _carried_states(model) if state else []
     for step in range(steps):
-        rates = inner_lrs(step) if callable(inner_lrs) else inner_lrs
+        rates = _rates_of_step(inner_lrs, step, len(params))
         adapted = [i for i, lr in enumerate(rates) if lr is not None]
         with tf.GradientTape() as tape:
             tape.watch(params)
@@ -134,10 +153,12 @@ def adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs
         non_trainable: tensors in the order of `model.non_trainable_variables`.
         support_x, support_y: the support set.
         loss_fn: `loss_fn(y_true, y_pred)` -> scalar.
-        inner_lrs: one learning rate per parameter: scalars, tensors of the
-            parameter's shape (Meta-SGD), or None for a parameter that is
-            not adapted (it stays θ); or a function of the step index
-            (0-based) returning such a list (per-step rates, MAML++'s LSLR).
+        inner_lrs: one rate for every parameter (a number or a scalar
+            tensor); or a list of one learning rate per parameter, as long
+            as `params`: scalars, tensors of the parameter's shape
+            (Meta-SGD), or None for a parameter that is not adapted (it
+            stays θ); or a function of the step index (0-based) returning
+            such a list (per-step rates, MAML++'s LSLR).
         steps: number of inner gradient steps (a Python int; the loop is
             unrolled). Step k's passes run in `tfmeta.layers.inner_step(k)`,
             for per-step layers.
