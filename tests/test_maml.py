@@ -251,6 +251,8 @@ def test_keras_saving_round_trip(tmp_path):
         (lambda e: e.update(support_y=e["support_y"] + 5), r"labels in \[5, 7\].*\[0, ways=3\)"),
         (lambda e: e.update(query_x=e["query_x"][:, :, :1]), "query_x has shape.*model takes examples of shape"),
         (lambda e: e.update(support_y=e["support_y"] % 2), "outputs 3 logits but the episodes are 2-way"),
+        (lambda e: e["support_y"][1, :2].fill(1), r"Task 1's support_y has no example of class\(es\) \[0\]"),
+        (lambda e: e["support_y"][0, 2:4].fill(0), r"Task 0's support_y has no example of class\(es\) \[1\]"),
         (lambda e: e.update(query_y=e["query_y"][:, :4]), "query_y has shape.*one label per example"),
         (lambda e: e.update(support_y=e["support_y"].astype(np.float32)), "support_y must hold integer"),
         (lambda e: e.pop("query_y"), r"lack the keys \['query_y'\]"),
@@ -280,6 +282,18 @@ def test_out_of_range_labels_fail_inside_the_graph_too():
     maml.compile(optimizer="adam")
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"query_y holds a label outside \[0, ways=3\)"):
         maml.train_on_batch(episodes)
+
+
+def test_a_class_without_support_examples_in_any_task_fails_inside_the_graph():
+    episodes = random_episodes((2,), tasks=3)
+    episodes["support_y"][2, 4:] = 1  # task 2 has no example of class 2
+    maml = MAML(mlp())
+    maml.compile(optimizer="adam")
+    message = r"support_y: a class has no support example in some task; every class 0..2 \(ways=3"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        maml.train_on_batch(episodes)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        maml({key: tf.constant(value) for key, value in episodes.items()})
 
 
 def test_bad_constructor_and_compile_arguments_are_named():

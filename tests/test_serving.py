@@ -205,15 +205,13 @@ def test_bad_requests_fail_inside_the_loaded_graph_with_a_named_problem(exported
         serve(**request)
 
 
-def test_metric_models_refuse_a_class_without_support_examples(exported):
+@pytest.mark.parametrize("name", ["protonet", "maml-first-order"])
+def test_a_class_without_support_examples_is_refused(exported, name):
     models, episodes = exported
     request = single_task_request(episodes)
     request["support_y"] = tf.constant([0, 1, 2, 2, 4])
     with pytest.raises(tf.errors.InvalidArgumentError, match="a class has no support example"):
-        tf.saved_model.load(str(models["protonet"][1])).signatures["serving_default"](**request)
-    # MAML's classes are its head's: a class may lack support examples.
-    served = tf.saved_model.load(str(models["maml-first-order"][1])).signatures["serving_default"](**request)
-    assert served["probabilities"].shape == (15, 5)
+        tf.saved_model.load(str(models[name][1])).signatures["serving_default"](**request)
 
 
 def rest_request_code(page):

@@ -20,7 +20,7 @@ alone. The MAML family also exports `serving_transductive` and
 by their own batch's statistics (Finn et al.'s evaluation), where an answer
 changes with the other queries sent beside it.
 
-N is fixed by the head for MAML, ANIL and Reptile (support labels in `[0, N)`) and is
+N is fixed by the head for MAML, ANIL and Reptile (support labels exactly `0..N-1`, each present) and is
 `max(support_y) + 1` for metric models (labels exactly `0..N-1`, each
 present). `serving_tasks` takes and returns the same with a leading task axis
 `[T, ...]`. Metric models also export `embed` (`x` -> `embeddings`). A MAML
@@ -117,8 +117,9 @@ def _checked_episodes(model, request, batched, input_range):
             episodes = {key: tf.identity(value) for key, value in episodes.items()}
     else:
         episodes = {key: value[tf.newaxis] for key, value in episodes.items()}
-    # The model's call checks its own label rules next: [0, N) for MAML,
-    # 0..N-1 each present for metric models.
+    # The model's call checks its own label rules next: 0..N-1, each
+    # present, with N the head's width for MAML and max(support_y) + 1 for
+    # metric models.
     return episodes
 
 
@@ -291,7 +292,7 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
         "task": "classification" if classifier else "regression",
         "ways": model.ways if isinstance(model, MAML) and classifier else None,
         "ways_rule": (
-            "fixed by the head: support labels in [0, ways)" if isinstance(model, MAML)
+            "fixed by the head: support labels exactly 0..ways-1, each present" if isinstance(model, MAML)
             else "max(support_y) + 1: labels exactly 0..ways-1, each present"
         ) if classifier else None,
         "input_shape": list(model.example_shape),

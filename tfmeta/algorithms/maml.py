@@ -710,20 +710,37 @@ class MAML(EpisodicModel):
                 f"support_y holds labels in [{support_y.min()}, {support_y.max()}], outside "
                 f"[0, ways={self.ways}) (the backbone's output width)."
             )
-        ways = len(np.unique(support_y[0]))
-        if ways != self.ways:
-            raise ValueError(
-                f"The backbone outputs {self.ways} logits but the episodes are {ways}-way; build "
-                f"the backbone with ways={ways} outputs."
-            )
+        present = [sorted(set(labels.tolist())) for labels in support_y]
+        counts = {len(labels) for labels in present}
+        if len(counts) == 1 and all(labels == list(range(len(labels))) for labels in present):
+            ways = counts.pop()  # every task holds exactly 0..ways-1: the episodes are ways-way
+            if ways != self.ways:
+                raise ValueError(
+                    f"The backbone outputs {self.ways} logits but the episodes are {ways}-way (every task's "
+                    f"support labels are 0..{ways - 1}); build the backbone with ways={ways} outputs."
+                )
+        for t, labels in enumerate(present):
+            missing = sorted(set(range(self.ways)) - set(labels))
+            if missing:
+                raise ValueError(
+                    f"Task {t}'s support_y has no example of class(es) {missing}: every class 0..{self.ways - 1} "
+                    f"of the backbone's {self.ways} outputs needs a support example in every task; received "
+                    f"support labels {labels}."
+                )
 
     def label_problems(self, episodes):
         # Data-dependent, so checked in the graph: a label outside the
-        # backbone's outputs would silently train on garbage.
+        # backbone's outputs would silently train on garbage, and a class
+        # without support examples would be predicted unadapted.
         if not self.is_classifier:
             return []
-        return labels_below(episodes, ("support_y", "query_y"), self.ways,
-                            f"ways={self.ways}) (the backbone's output width")
+        problems = labels_below(episodes, ("support_y", "query_y"), self.ways,
+                                f"ways={self.ways}) (the backbone's output width")
+        present = tf.reduce_max(tf.one_hot(episodes["support_y"], self.ways, dtype=tf.int32), axis=-2)
+        problems.append((tf.reduce_all(present > 0),
+                         f"support_y: a class has no support example in some task; every class 0..{self.ways - 1} "
+                         f"(ways={self.ways}, the backbone's output width) needs one in every task"))
+        return problems
 
     def _over_tasks(self, episodes, task_fn, initial, combine):
         """Runs `task_fn` on each task in a graph loop.
