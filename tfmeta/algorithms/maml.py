@@ -312,12 +312,17 @@ def _check_steps(name, value):
 
 
 # Keras layers whose second-order gradient is wrong (statistics through
-# tf.nn.moments, whose variance stops the gradient through the mean), and
-# the exact tfmeta layer to use instead.
+# tf.nn.moments, whose variance stops the gradient through the mean), the
+# tfmeta layer to use instead, and how it differs from the Keras layer.
+_SAME = "same arguments, weights and outputs"
 _INEXACT_SECOND_ORDER = (
-    (keras.layers.BatchNormalization, "tfmeta.layers.MetaBatchNormalization"),
-    (keras.layers.LayerNormalization, "tfmeta.layers.MetaLayerNormalization"),
-    (keras.layers.GroupNormalization, "tfmeta.layers.MetaGroupNormalization"),
+    (keras.layers.BatchNormalization, "tfmeta.layers.MetaBatchNormalization",
+     "not an equivalent: it normalizes with the batch's statistics in inference too, without moving mean and "
+     "variance, as Finn et al.'s MAML does; its only weights are gamma and beta; of BatchNormalization's "
+     "arguments it takes axis, epsilon, center and scale, not the initializers, regularizers, constraints or "
+     "synchronized, and its momentum serves per_step_statistics only"),
+    (keras.layers.LayerNormalization, "tfmeta.layers.MetaLayerNormalization", _SAME),
+    (keras.layers.GroupNormalization, "tfmeta.layers.MetaGroupNormalization", _SAME),
 )
 
 
@@ -331,10 +336,20 @@ def _inexact_second_order_layers(model):
             continue
         if isinstance(layer, keras.layers.LayerNormalization) and getattr(layer, "rms_scaling", False):
             continue  # Keras's rms path takes tf.math.reduce_variance, which keeps the gradient
-        for cls, replacement in _INEXACT_SECOND_ORDER:
+        for cls, replacement, _ in _INEXACT_SECOND_ORDER:
             if isinstance(layer, cls):
                 found[layer.name] = replacement
     return found
+
+
+def _replacements(inexact):
+    """What to replace each group of `{layer name: replacement}` with, and how the replacement differs."""
+    parts = []
+    for _, replacement, difference in _INEXACT_SECOND_ORDER:
+        names = [name for name, found in inexact.items() if found == replacement]
+        if names:
+            parts.append(f"layers {names} with {replacement} ({difference})")
+    return "; ".join(parts)
 
 
 _REGRESSION_LOSSES = (
@@ -529,8 +544,8 @@ class MAML(EpisodicModel):
             raise ValueError(
                 "Keras's BatchNormalization, LayerNormalization and GroupNormalization compute their "
                 "variance with a stopped gradient (tf.nn.moments), which makes second-order MAML's "
-                f"meta-gradient wrong. Replace layers {list(inexact)} with "
-                f"{', '.join(sorted(set(inexact.values())))} (the exact equivalents), or pass first_order=True."
+                f"meta-gradient wrong. Replace {_replacements(inexact)}; or pass first_order=True, whose "
+                "gradients they get right."
             )
         mixed = sorted({layer.dtype_policy.name for layer in keras_internals.flatten_layers(backbone)
                         if layer.dtype_policy.name.startswith("mixed_")})
