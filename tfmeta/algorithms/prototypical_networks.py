@@ -78,6 +78,10 @@ class PrototypicalNetwork(MetricLearner):
                              f"with distance={distance!r}.")
 
     def classify(self, support, support_y, query, ways, training):
+        # Means and distances in float32 at least: under a mixed policy the embeddings are float16, in which
+        # |q|² - 2 q·p + |p|² loses the distance to cancellation (and overflows past 65504).
+        if support.dtype in (tf.float16, tf.bfloat16):
+            support, query = tf.cast(support, tf.float32), tf.cast(query, tf.float32)
         class_prototypes = prototypes(support, support_y, ways)
         if self.distance == "cosine":
             return tf.cast(self.temperature, support.dtype) * cosine_similarity(query, class_prototypes)
