@@ -90,5 +90,5 @@ class PrototypicalNetwork(MetricLearner):
     def get_config(self):
         config = {**super().get_config(), "distance": self.distance}
         if self.distance == "cosine":
-            config.update(temperature=float(self.temperature.numpy()), learn_temperature=self.learn_temperature)
+            config.update(self.temperature_config())
         return config
