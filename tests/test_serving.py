@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tfmeta
-from conftest import random_episodes
+from conftest import mlp, random_episodes
 from tfmeta import cli
 from tfmeta.serving import export_saved_model
 
@@ -257,6 +257,37 @@ def test_model_card_and_layout(exported):
         other = json.loads((models[name][1].parent / "model.json").read_text())
         assert other["algorithm"] == algorithm and other["class"] == f"tfmeta.{algorithm}" and other["ways"] == 5
     assert json.loads((path / "assets.extra" / "model.json").read_text()) == card  # the version's own copy
+
+
+@pytest.mark.parametrize("learning", ["learn_inner_lr", "learn_per_step_inner_lr"])
+def test_model_cards_record_the_learned_inner_rates(learning):
+    def trained(seed):
+        maml = tfmeta.MAML(mlp(seed=seed), inner_lr=0.4, inner_steps=2, **{learning: True})
+        rates = maml.inner_lrs if learning == "learn_inner_lr" else maml.per_step_inner_lrs
+        rng = np.random.default_rng(seed)
+        for rate in rates:  # as meta-training leaves them: apart, away from inner_lr
+            rate.assign(rng.uniform(0.1, 0.9, size=rate.shape))
+        return maml, [rate.numpy() for rate in rates]
+
+    maml, rates = trained(0)
+    card = tfmeta.serving.model_card(maml, 1)["maml"]
+    paths = [v.path for v in maml.backbone.trainable_variables]
+    assert [entry["parameter"] for entry in card["learned_inner_lrs"]] == paths
+    if learning == "learn_inner_lr":
+        recorded = [[entry[key] for key in ("mean", "min", "max")] for entry in card["learned_inner_lrs"]]
+        expected = [[rate.mean(), rate.min(), rate.max()] for rate in rates]
+    else:
+        recorded = [entry["per_step"] for entry in card["learned_inner_lrs"]]
+        expected = rates
+    np.testing.assert_allclose(recorded, expected, rtol=1e-6)
+    json.dumps(card)  # plain numbers, for model.json
+    # An ensemble: each member's own.
+    other, other_rates = trained(1)
+    ensemble_card = tfmeta.serving.model_card(tfmeta.Ensemble([maml, other]), 1)["maml"]
+    assert len(ensemble_card["learned_inner_lrs"]) == 2
+    assert ensemble_card["learned_inner_lrs"][0] == card["learned_inner_lrs"]
+    assert ensemble_card["learned_inner_lrs"][1] == tfmeta.serving.model_card(other, 1)["maml"]["learned_inner_lrs"]
+    assert "learned_inner_lrs" not in tfmeta.serving.model_card(tfmeta.MAML(mlp()), 1)["maml"]
 
 
 def test_a_crash_after_the_rename_leaves_the_version_with_its_card(tmp_path, monkeypatch):

@@ -46,6 +46,7 @@ import shutil
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import tfmeta
@@ -273,6 +274,24 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
     return target
 
 
+def _learned_inner_lrs(model):
+    """The inner rates a MAML model learned, per adapted parameter tensor, or None if they are fixed.
+
+    Meta-SGD (one rate per parameter entry): their mean, min and max per
+    tensor; MAML++'s LSLR (one rate per tensor and inner step): the rate of
+    each step.
+    """
+    adapted = [v.path for v, is_adapted in zip(model.backbone.trainable_variables, model._adapted) if is_adapted]
+    if model.learn_inner_lr:
+        return [{"parameter": path, "mean": float(np.mean(rates)), "min": float(np.min(rates)),
+                 "max": float(np.max(rates))}
+                for path, rates in zip(adapted, (lr.numpy() for lr in model.inner_lrs))]
+    if model.learn_per_step_inner_lr:
+        return [{"parameter": path, "per_step": [float(rate) for rate in lr.numpy()]}
+                for path, lr in zip(adapted, model.per_step_inner_lrs)]
+    return None
+
+
 def model_card(model, version, inner_steps=None, input_range=None, metadata=None, inference="per-query"):
     """The `model.json` record of an exported model."""
     if isinstance(model, Ensemble):  # described by its first member (with --ensemble, all are one run's)
@@ -283,6 +302,8 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
         card["signatures"].pop("embed", None)
         card["ensemble"] = {"members": len(model.members), "member_class": f"tfmeta.{type(model.members[0]).__name__}",
                             "combination": "the mean of the members' class probabilities"}
+        if "learned_inner_lrs" in card.get("maml", {}):  # each member learned its own
+            card["maml"]["learned_inner_lrs"] = [_learned_inner_lrs(member) for member in model.members]
         return card
     classifier = model.is_classifier
     card = {
@@ -315,6 +336,7 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
         card["signatures"][batched] = f"serving_tasks's contract, {other} inference"
         card["maml"] = {
             "inner_steps": model.eval_inner_steps if inner_steps is None else inner_steps,
+            # With learned rates, inner_lr is only where they started; learned_inner_lrs holds them as trained.
             "inner_lr": model.inner_lr,
             "learned_inner_lr": model.learn_inner_lr,
             "learned_per_step_inner_lr": model.learn_per_step_inner_lr,
@@ -329,6 +351,9 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
             "per_step_batch_norm": any(isinstance(layer, MetaBatchNormalization) and layer.steps is not None
                                        for layer in keras_internals.flatten_layers(model.backbone)),
         }
+        learned = _learned_inner_lrs(model)
+        if learned is not None:
+            card["maml"]["learned_inner_lrs"] = learned
     else:
         card["signatures"]["embed"] = "x [B, *input_shape] -> embeddings [B, features]"
         if hasattr(model, "distance"):  # Prototypical Networks: how a query is compared with a class mean
