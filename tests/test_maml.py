@@ -120,6 +120,27 @@ def test_one_number_is_the_inner_rate_of_every_parameter_and_a_list_of_another_l
         adapt(model, params, [], episode["support_x"], episode["support_y"], loss, "0.4", 1)
 
 
+@pytest.mark.parametrize("adapt_normalization", [False, True])
+def test_normalization_weights_are_adapted_only_when_asked(adapt_normalization):
+    """One inner step by hand on a copy, with or without the batch norm's gamma and beta, against MAML's."""
+    episodes = random_episodes((6, 6, 1), tasks=1)
+    options = {} if not adapt_normalization else {"adapt_normalization": True}
+    maml = MAML(conv_net(), inner_lr=0.5, inner_steps=1, inference="transductive", **options)
+    adapted = maml(episodes)[0].numpy()
+    copy = conv_net()
+    with tf.GradientTape() as tape:
+        loss = maml.task_loss(episodes["support_y"][0], copy(episodes["support_x"][0]))
+    for variable, gradient in zip(copy.trainable_variables, tape.gradient(loss, copy.trainable_variables)):
+        if adapt_normalization or variable.name not in ("gamma", "beta"):
+            variable.assign(variable - 0.5 * gradient)
+    np.testing.assert_allclose(adapted, copy(episodes["query_x"][0]).numpy(), rtol=1e-5, atol=1e-6)
+    assert maml.get_config()["adapt_normalization"] is adapt_normalization
+    assert MAML.from_config(maml.get_config()).adapt_normalization is adapt_normalization
+    # A config saved before the option existed: those models adapted them, and were trained so.
+    old = {key: value for key, value in maml.get_config().items() if key != "adapt_normalization"}
+    assert MAML.from_config(old).adapt_normalization is True
+
+
 def test_inner_steps_are_honoured():
     episodes = random_episodes((2,), tasks=1)
     predictions = {}
@@ -145,12 +166,14 @@ def test_a_train_step_applies_the_mean_of_per_task_meta_gradients():
     maml.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0))
     before = [v.numpy() for v in maml.trainable_variables]
     per_task = []
+    # The batch norm's gamma and beta stay out of the inner loop (adapt_normalization=False).
+    rates = [None if v.name in ("gamma", "beta") else 0.3 for v in maml.backbone.trainable_variables]
     for t in range(3):
         params = [v.value for v in maml.backbone.trainable_variables]
         with tf.GradientTape() as tape:
             tape.watch(params)
             predictions, _ = adapt_and_predict(maml.backbone, params, [], task(episodes, t),
-                                               maml.task_loss, [0.3] * len(params), 2)
+                                               maml.task_loss, rates, 2)
             loss = maml.task_loss(episodes["query_y"][t], predictions)
         per_task.append([g.numpy() for g in tape.gradient(loss, params)])
     maml.fit(tf.data.Dataset.from_tensors(episodes), epochs=1, verbose=0)

@@ -246,7 +246,8 @@ def test_model_card_and_layout(exported):
     assert card["algorithm"] == "MAML" and card["ways"] == 5 and card["shots"] == 1
     assert card["input_shape"] == [28, 28, 1] and card["input_range"] == [0.0, 1.0]
     assert card["maml"]["inner_steps"] == 2 and card["maml"]["learned_inner_lr"] is True
-    assert card["maml"]["adapts"] == "all weights" and card["maml"]["per_step_batch_norm"] is False
+    assert card["maml"]["adapts"] == "all weights but the normalization layers' scales and offsets"
+    assert card["maml"]["per_step_batch_norm"] is False
     plus_plus = json.loads((models["maml-plus-plus"][1].parent / "model.json").read_text())["maml"]
     assert plus_plus["learned_per_step_inner_lr"] is True and plus_plus["per_step_batch_norm"] is True
     anil = json.loads((models["anil"][1].parent / "model.json").read_text())["maml"]

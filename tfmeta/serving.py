@@ -51,7 +51,7 @@ import tensorflow as tf
 
 import tfmeta
 from tfmeta.algorithms import MAML, Ensemble, MetricLearner, keras_internals
-from tfmeta.algorithms.maml import INFERENCE_MODES, _check_inference, _check_steps
+from tfmeta.algorithms.maml import INFERENCE_MODES, _check_inference, _check_steps, normalization_weights
 from tfmeta.layers.batch_normalization import MetaBatchNormalization
 
 MODEL_CARD = "model.json"
@@ -274,6 +274,18 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
     return target
 
 
+def _adapted_weights(model):
+    """What the inner loop of a MAML model adapts, for its card."""
+    weights = model.backbone.trainable_variables
+    if all(model._adapted):
+        return "all weights"
+    left_out = [v for v, adapted in zip(weights, model._adapted) if not adapted]
+    normalization = normalization_weights(model.backbone)
+    if all(any(v is w for w in normalization) for v in left_out):
+        return "all weights but the normalization layers' scales and offsets"
+    return [v.path for v, adapted in zip(weights, model._adapted) if adapted]
+
+
 def _learned_inner_lrs(model):
     """The inner rates a MAML model learned, per adapted parameter tensor, or None if they are fixed.
 
@@ -345,9 +357,9 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
             "training_inner_steps": model.inner_steps,
             # Reptile's inner steps may each take a slice of the task (None: the whole task every step).
             "training_inner_batch_size": getattr(model, "inner_batch_size", None),
-            # What the inner loop adapts: every weight, or (ANIL) the named ones.
-            "adapts": "all weights" if all(model._adapted) else
-                      [v.path for v, adapted in zip(model.backbone.trainable_variables, model._adapted) if adapted],
+            # What the inner loop adapts: every weight, every weight but the normalization layers', or (ANIL) the
+            # named ones.
+            "adapts": _adapted_weights(model),
             "per_step_batch_norm": any(isinstance(layer, MetaBatchNormalization) and layer.steps is not None
                                        for layer in keras_internals.flatten_layers(model.backbone)),
         }

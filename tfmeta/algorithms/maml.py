@@ -352,6 +352,16 @@ def _replacements(inexact):
     return "; ".join(parts)
 
 
+_NORMALIZATION_LAYERS = (MetaBatchNormalization, keras.layers.BatchNormalization, keras.layers.LayerNormalization,
+                         keras.layers.GroupNormalization)
+
+
+def normalization_weights(model):
+    """The trainable weights (scales and offsets) of the normalization layers of `model`, nested ones too."""
+    return [w for layer in keras_internals.flatten_layers(model) if isinstance(layer, _NORMALIZATION_LAYERS)
+            for w in layer.trainable_weights]
+
+
 _REGRESSION_LOSSES = (
     keras.losses.MeanSquaredError, keras.losses.MeanAbsoluteError, keras.losses.MeanSquaredLogarithmicError,
     keras.losses.MeanAbsolutePercentageError, keras.losses.Huber, keras.losses.LogCosh,
@@ -502,6 +512,15 @@ class MAML(EpisodicModel):
             with the statistics of the queries' own batch, as Finn et al.
             and MAML++ evaluate; a prediction then changes with the other
             queries sent with it. See `predict_queries`.
+        adapt_normalization: whether the inner loop adapts the scale and
+            offset of the normalization layers (MetaBatchNormalization and
+            Keras's BatchNormalization, LayerNormalization,
+            GroupNormalization and their tfmeta counterparts). Off by
+            default, as in Finn et al.'s code (its batch norm's variables
+            are not among the fast weights) and MAML++'s Omniglot
+            configurations: they are meta-learned by the outer loop alone.
+            Models saved before this option existed load with it on, as
+            they were trained.
 
     MAML++'s per-step batch-norm weights and statistics are a property of the
     backbone's layers: `tfmeta.layers.MetaBatchNormalization(steps=inner_steps,
@@ -526,9 +545,12 @@ class MAML(EpisodicModel):
     def __init__(self, backbone, inner_lr=0.4, inner_steps=1, eval_inner_steps=None,
                  first_order=False, learn_inner_lr=False, loss=None, classifier=None,
                  allow_mixed_precision=False, learn_per_step_inner_lr=False, multi_step_loss_iterations=None,
-                 first_order_iterations=None, inference="per-query", **kwargs):
+                 first_order_iterations=None, inference="per-query", adapt_normalization=False, **kwargs):
         super().__init__(**kwargs)
         _check_inference(inference)
+        if not isinstance(adapt_normalization, bool):
+            raise ValueError(f"`adapt_normalization` must be True or False; received "
+                             f"adapt_normalization={adapt_normalization!r}.")
         if not isinstance(backbone, keras.Model):
             raise ValueError(f"`backbone` must be a keras.Model; received {type(backbone).__name__}.")
         if not backbone.built or not backbone.weights:
@@ -572,6 +594,7 @@ class MAML(EpisodicModel):
         self.multi_step_loss_iterations = multi_step_loss_iterations
         self.first_order_iterations = first_order_iterations
         self.inference = inference
+        self.adapt_normalization = adapt_normalization
         self._adapted = self._inner_loop_mask(backbone)
         adapted = [v for v, is_adapted in zip(backbone.trainable_variables, self._adapted) if is_adapted]
         self.inner_lrs = [
@@ -589,10 +612,13 @@ class MAML(EpisodicModel):
 
     def _inner_loop_mask(self, backbone):
         """Whether the inner loop adapts each of `backbone.trainable_variables` (ANIL narrows it to the head)."""
-        per_step_weights = [w for layer in keras_internals.flatten_layers(backbone)
-                            if isinstance(layer, MetaBatchNormalization) for w in layer.per_step_weights]
-        # Per-step batch-norm weights are meta-learned only, as in the official MAML++ code.
-        return [not any(v is w for w in per_step_weights) for v in backbone.trainable_variables]
+        # Per-step batch-norm weights are meta-learned only, as in the official MAML++ code; so are all
+        # normalization weights unless adapt_normalization.
+        outer_only = [w for layer in keras_internals.flatten_layers(backbone)
+                      if isinstance(layer, MetaBatchNormalization) for w in layer.per_step_weights]
+        if not self.adapt_normalization:
+            outer_only += normalization_weights(backbone)
+        return [not any(v is w for w in outer_only) for v in backbone.trainable_variables]
 
     def _check_maml_plus_plus_options(self, learn_per_step_inner_lr, multi_step_loss_iterations,
                                       first_order_iterations):
@@ -888,11 +914,14 @@ class MAML(EpisodicModel):
             "multi_step_loss_iterations": self.multi_step_loss_iterations,
             "first_order_iterations": self.first_order_iterations,
             "inference": self.inference,
+            "adapt_normalization": self.adapt_normalization,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Models saved before the option existed adapted their normalization weights, and were trained so.
+        config.setdefault("adapt_normalization", True)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         config["loss"] = keras.losses.deserialize(config["loss"])
         return cls(**config)
