@@ -59,6 +59,30 @@ def test_first_order_gradient_differs_from_second_order_and_is_the_query_gradien
     assert first[0] == pytest.approx(expected[0], rel=1e-9)
 
 
+@pytest.mark.parametrize("first_order", [True, False])
+def test_only_second_order_records_the_inner_loop_on_the_outer_tape(first_order):
+    """First order takes the inner gradient outside the outer tape: the support pass is not recorded on it."""
+    model = mlp("float64")
+    episode = task(random_episodes((2,), dtype="float64"), 0)
+    loss = loss_for("float64")
+    support_passes = []
+
+    def recording_loss(y_true, y_pred):
+        if y_pred.shape[0] == episode["support_x"].shape[0]:
+            support_passes.append(y_pred)
+        return loss(y_true, y_pred)
+
+    params = [tf.constant(v.numpy()) for v in model.trainable_variables]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(params)
+        predictions, _ = adapt_and_predict(model, params, [], episode, recording_loss, 0.3, 2, first_order)
+        value = loss(episode["query_y"], predictions)
+    assert len(support_passes) == 2
+    recorded = [tape.gradient(p, params) for p in support_passes]
+    assert all(g is None for gradients in recorded for g in gradients) == first_order
+    assert all(g is not None for g in tape.gradient(value, params))
+
+
 def test_query_predictions_use_the_fast_weights():
     """The tutorial's bug: fast weights computed, then the query scored with θ."""
     model = mlp()

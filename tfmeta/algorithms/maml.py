@@ -77,15 +77,16 @@ def _adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lr
     for step in range(steps):
         rates = _rates_of_step(inner_lrs, step, len(params))
         adapted = [i for i, lr in enumerate(rates) if lr is not None]
+        # First order: the inner gradient is a constant of the meta-gradient. Taken at stopped copies of the
+        # weights, neither the support pass nor its backward pass is recorded by an outer tape.
+        at = [tf.stop_gradient(p) for p in params] if first_order else params
         with tf.GradientTape() as tape:
-            tape.watch(params)
+            tape.watch(at)
             with inner_step(step):
-                predictions, updated = model.stateless_call(params, state, support_x, training=training)
+                predictions, updated = model.stateless_call(at, state, support_x, training=training)
             loss = loss_fn(support_y, predictions)
-        gradients = tape.gradient(loss, [params[i] for i in adapted], unconnected_gradients=_ZERO)
+        gradients = tape.gradient(loss, [at[i] for i in adapted], unconnected_gradients=_ZERO)
         for i, gradient in zip(adapted, gradients):
-            if first_order:
-                gradient = tf.stop_gradient(gradient)
             params[i] = params[i] - _as_dtype(rates[i], params[i].dtype) * gradient
         state = _carry(carried, state, updated)
         if after_step is not None:
@@ -162,7 +163,9 @@ def adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs
         steps: number of inner gradient steps (a Python int; the loop is
             unrolled). Step k's passes run in `tfmeta.layers.inner_step(k)`,
             for per-step layers.
-        first_order: stop gradients through the inner gradients.
+        first_order: take the inner gradients as constants: they are
+            computed at stopped copies of the weights, so an outer tape
+            records neither the support passes nor their backward passes.
         training: passed to the model's layers (dropout and the like).
 
     Returns:
