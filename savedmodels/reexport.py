@@ -39,6 +39,9 @@ def rebuilt_model(card, version_dir):
     command = shlex.split(card["training_command"])
     config = run_config.resolve(run_config.train_parser().parse_args(command[command.index("train") + 1:]))
     config.inference = "transductive"  # the mode these models trained in, recorded in the card
+    # Cards from before MAML's adapt_normalization say that the inner loop adapted all weights, normalization
+    # included, or (the oldest) nothing about it: those models adapted them too.
+    config.adapt_normalization = card["maml"].get("adapts", "all weights") == "all weights"
     members = config.ensemble or 1
     models = [build_model(config) for _ in range(members)]
     model = tfmeta.Ensemble(models) if members > 1 else models[0]

@@ -202,6 +202,13 @@ def test_reptile_refuses_what_it_cannot_train():
     per_step = keras.Model(inputs, keras.layers.Dense(3)(MetaBatchNormalization(steps=5, name="bn")(inputs)))
     with pytest.raises(ValueError, match=r"per-step batch-norm weights \(layers \['bn'\]\)"):
         tfmeta.Reptile(per_step)
+    with pytest.raises(ValueError, match="would never train; received adapt_normalization=False"):
+        tfmeta.Reptile(mlp(), adapt_normalization=False)
+    # Its inner loop adapts the normalization weights, which its outer update then trains.
+    normalized = keras.Model(inputs, keras.layers.Dense(3)(MetaBatchNormalization(name="bn")(inputs)))
+    reptile = tfmeta.Reptile(normalized)
+    assert all(reptile._adapted) and "adapt_normalization" not in reptile.get_config()
+    assert all(tfmeta.Reptile.from_config(reptile.get_config())._adapted)
 
 
 def resolved(*flags):

@@ -1,4 +1,5 @@
 import functools
+import inspect
 
 import keras
 import numpy as np
@@ -181,6 +182,29 @@ def test_maml_refuses_inexact_normalizations_in_second_order_and_names_the_exact
     with pytest.raises(ValueError, match=rf"stopped gradient.*\['(bad|hidden_ln)'\].*tfmeta.layers.{replacement}"):
         MAML(backbone)
     MAML(backbone, first_order=True)  # first-order gradients are exact
+
+
+def test_the_refusal_of_batch_normalization_says_how_its_replacement_differs():
+    inputs = keras.Input((4,))
+    backbone = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.BatchNormalization(name="bad")(inputs)))
+    with pytest.raises(ValueError) as refusal:
+        MAML(backbone)
+    message = str(refusal.value)
+    assert "equivalent" not in message.replace("not an equivalent", "")
+    # What it says differs does: no moving statistics (inference uses the batch's moments), gamma and beta only,
+    # and the Keras arguments it names are not MetaBatchNormalization's.
+    assert "inference too, without moving mean and variance" in message
+    layer = MetaBatchNormalization()
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=[16, 4]).astype("float32")
+    expected = (x - x.mean(0)) / np.sqrt(x.var(0) + layer.epsilon)
+    np.testing.assert_allclose(layer(x, training=False), expected, rtol=1e-4, atol=1e-5)
+    assert "its only weights are gamma and beta" in message
+    assert sorted(w.name for w in layer.weights) == ["beta", "gamma"]
+    keras_only = ["beta_initializer", "gamma_regularizer", "beta_constraint", "synchronized"]
+    assert "not the initializers, regularizers, constraints or synchronized" in message
+    accepted = inspect.signature(MetaBatchNormalization.__init__).parameters
+    assert not set(keras_only) & set(accepted)
+    assert set(keras_only) <= set(inspect.signature(keras.layers.BatchNormalization.__init__).parameters)
 
 
 def test_maml_accepts_the_exact_layers():

@@ -16,7 +16,7 @@ from tfmeta.evaluation import mean_confidence_interval
 from tfmeta.experiments import config as run_config
 from tfmeta.experiments import sinusoid
 from tfmeta.experiments.omniglot import build_learner, run_name
-from tfmeta.models import dense_embedding
+from tfmeta.models import dense_embedding, omniglot_cnn
 
 
 VINYALS_VAL, VINYALS_TEST = ((REPO / "tfmeta" / "data" / "splits" / f"vinyals_{part}.txt").read_text().split()
@@ -188,6 +188,16 @@ def test_per_algorithm_defaults_apply_unless_set():
         [*text, "--distance", "squared-euclidean", "--temperature", "5"]))
     with pytest.raises(SystemExit, match="need distance='cosine'.*temperature=5.0"):
         build_learner(scaled, backbone=None, embedding=lambda: dense_embedding(2))
+
+
+def test_adapt_normalization_flag_reaches_the_gradient_learners():
+    for flags, expected in (([], False), (["--adapt-normalization"], True)):
+        for algorithm in ("maml", "anil"):
+            config = run_config.resolve(run_config.train_parser().parse_args(["--algorithm", algorithm, *flags]))
+            learner = build_learner(config, backbone=lambda: omniglot_cnn(5, filters=4), embedding=None)
+            assert learner.adapt_normalization is expected, (algorithm, flags)
+    reptile = run_config.resolve(run_config.train_parser().parse_args(["--algorithm", "reptile"]))
+    assert build_learner(reptile, backbone=lambda: omniglot_cnn(5, filters=4), embedding=None).adapt_normalization
 
 
 def test_lake_split_trains_on_the_background_set_and_tests_on_lakes_runs(omniglot_dir, tmp_path, capsys):

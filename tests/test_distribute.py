@@ -77,3 +77,62 @@ def test_mirrored_meta_training_equals_one_device_for_maml_and_for_protonet_with
         assert figures["difference"] <= 1e-5, (name, figures)  # trainable weights, absolute
         assert figures["relative_difference"] <= 1e-5, (name, figures)  # everything, BN statistics included
         assert figures["replica_drift"] == 0.0, (name, figures)  # BN moving statistics included
+
+
+STATISTICS = r"""
+import json
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, tfmeta
+from tfmeta.layers import MetaBatchNormalization
+
+rng = np.random.default_rng(0)
+tasks, ways = 3, 3  # 2 tasks on one replica, 1 on the other; each task's inputs of another scale and offset
+batch = {"support_x": rng.normal(size=[tasks, 2 * ways, 2]).astype("float32") * np.arange(1, 4)[:, None, None],
+         "support_y": np.tile(np.repeat(np.arange(ways), 2), [tasks, 1]).astype("int32"),
+         "query_x": rng.normal(size=[tasks, 2 * ways, 2]).astype("float32") + np.arange(3)[:, None, None],
+         "query_y": np.tile(np.repeat(np.arange(ways), 2), [tasks, 1]).astype("int32")}
+
+def stock():
+    inputs = keras.Input((2,))
+    x = keras.layers.BatchNormalization(momentum=0.5, name="norm0")(keras.layers.Dense(4)(inputs))
+    return tfmeta.MAML(keras.Model(inputs, keras.layers.Dense(ways)(x)), first_order=True)
+
+def per_step():
+    inputs = keras.Input((2,))
+    norm = MetaBatchNormalization(steps=2, per_step_statistics=True, momentum=0.5, name="norm0")
+    x = norm(keras.layers.Dense(4)(inputs))
+    return tfmeta.MAML(keras.Model(inputs, keras.layers.Dense(ways)(x)), inner_steps=2)
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+report = {}
+for name, build in {"stock": stock, "per_step": per_step}.items():
+    statistics = {}
+    for where, scope in (("single", tf.name_scope("single")), ("mirrored", strategy.scope())):
+        with scope:
+            keras.utils.set_random_seed(0)
+            model = build()
+            model.compile(optimizer=keras.optimizers.SGD(0.01))
+        model.fit(tf.data.Dataset.from_tensor_slices(batch).batch(tasks, drop_remainder=True), verbose=0)
+        moving = [v for v in model.backbone.non_trainable_variables if "moving" in v.path]
+        statistics[where] = [[part.numpy().tolist() for part in strategy.experimental_local_results(v.value)]
+                             if where == "mirrored" else [v.numpy().tolist()] for v in moving]
+    report[name] = statistics
+print(json.dumps(report))
+"""
+
+
+def test_mirrored_moving_statistics_are_the_task_weighted_mean_over_replicas():
+    """Stock BN (first order) and per-step MetaBN statistics: replicas agree with each other and with one device.
+
+    3 tasks on 2 replicas (2 and 1): each replica's statistics must weigh by its tasks. One device's are the task
+    mean of the query passes (tests/test_maml.py checks them against NumPy).
+    """
+    completed = subprocess.run([sys.executable, "-c", STATISTICS], capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    for name, statistics in report.items():
+        for single, replicas in zip(statistics["single"], statistics["mirrored"]):
+            np.testing.assert_array_equal(replicas[0], replicas[1], err_msg=name)
+            np.testing.assert_allclose(replicas[0], single[0], rtol=1e-6, atol=1e-6, err_msg=name)

@@ -59,6 +59,30 @@ def test_first_order_gradient_differs_from_second_order_and_is_the_query_gradien
     assert first[0] == pytest.approx(expected[0], rel=1e-9)
 
 
+@pytest.mark.parametrize("first_order", [True, False])
+def test_only_second_order_records_the_inner_loop_on_the_outer_tape(first_order):
+    """First order takes the inner gradient outside the outer tape: the support pass is not recorded on it."""
+    model = mlp("float64")
+    episode = task(random_episodes((2,), dtype="float64"), 0)
+    loss = loss_for("float64")
+    support_passes = []
+
+    def recording_loss(y_true, y_pred):
+        if y_pred.shape[0] == episode["support_x"].shape[0]:
+            support_passes.append(y_pred)
+        return loss(y_true, y_pred)
+
+    params = [tf.constant(v.numpy()) for v in model.trainable_variables]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(params)
+        predictions, _ = adapt_and_predict(model, params, [], episode, recording_loss, 0.3, 2, first_order)
+        value = loss(episode["query_y"], predictions)
+    assert len(support_passes) == 2
+    recorded = [tape.gradient(p, params) for p in support_passes]
+    assert all(g is None for gradients in recorded for g in gradients) == first_order
+    assert all(g is not None for g in tape.gradient(value, params))
+
+
 def test_query_predictions_use_the_fast_weights():
     """The tutorial's bug: fast weights computed, then the query scored with θ."""
     model = mlp()
@@ -93,6 +117,54 @@ def test_a_float64_inner_step_takes_the_inner_rate_in_float64():
         np.testing.assert_allclose(actual, expected, rtol=1e-14, atol=1e-15)
 
 
+def test_one_number_is_the_inner_rate_of_every_parameter_and_a_list_of_another_length_is_refused():
+    model = mlp("float64")
+    episode = task(random_episodes((2,), dtype="float64"), 0)
+    loss = loss_for("float64")
+    params = [tf.constant(v.numpy()) for v in model.trainable_variables]
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        value = loss(episode["support_y"], model.stateless_call(params, [], episode["support_x"])[0])
+    by_hand = [p.numpy() - 0.4 * g.numpy() for p, g in zip(params, tape.gradient(value, params))]
+    for rate in (0.4, np.float64(0.4), tf.constant(0.4, tf.float64)):
+        fast = adapt(model, params, [], episode["support_x"], episode["support_y"], loss, rate, 1)
+        for expected, actual in zip(by_hand, fast):
+            np.testing.assert_allclose(actual, expected, rtol=1e-14, atol=1e-15)
+    # With two steps, as the queries' predictions.
+    predictions, _ = adapt_and_predict(model, params, [], episode, loss, 0.4, 2)
+    listed, _ = adapt_and_predict(model, params, [], episode, loss, [0.4] * len(params), 2)
+    np.testing.assert_array_equal(predictions, listed)
+    for rates in ([0.4], [0.4] * (len(params) + 1)):
+        with pytest.raises(ValueError, match=rf"`inner_lrs` has length {len(rates)} but `params` holds "
+                                             rf"{len(params)} parameters"):
+            adapt(model, params, [], episode["support_x"], episode["support_y"], loss, rates, 1)
+        with pytest.raises(ValueError, match=rf"has length {len(rates)}"):
+            adapt_and_predict(model, params, [], episode, loss, lambda step: rates, 1)
+    with pytest.raises(ValueError, match="must be a number, a list.*received inner_lrs='0.4'"):
+        adapt(model, params, [], episode["support_x"], episode["support_y"], loss, "0.4", 1)
+
+
+@pytest.mark.parametrize("adapt_normalization", [False, True])
+def test_normalization_weights_are_adapted_only_when_asked(adapt_normalization):
+    """One inner step by hand on a copy, with or without the batch norm's gamma and beta, against MAML's."""
+    episodes = random_episodes((6, 6, 1), tasks=1)
+    options = {} if not adapt_normalization else {"adapt_normalization": True}
+    maml = MAML(conv_net(), inner_lr=0.5, inner_steps=1, inference="transductive", **options)
+    adapted = maml(episodes)[0].numpy()
+    copy = conv_net()
+    with tf.GradientTape() as tape:
+        loss = maml.task_loss(episodes["support_y"][0], copy(episodes["support_x"][0]))
+    for variable, gradient in zip(copy.trainable_variables, tape.gradient(loss, copy.trainable_variables)):
+        if adapt_normalization or variable.name not in ("gamma", "beta"):
+            variable.assign(variable - 0.5 * gradient)
+    np.testing.assert_allclose(adapted, copy(episodes["query_x"][0]).numpy(), rtol=1e-5, atol=1e-6)
+    assert maml.get_config()["adapt_normalization"] is adapt_normalization
+    assert MAML.from_config(maml.get_config()).adapt_normalization is adapt_normalization
+    # A config saved before the option existed: those models adapted them, and were trained so.
+    old = {key: value for key, value in maml.get_config().items() if key != "adapt_normalization"}
+    assert MAML.from_config(old).adapt_normalization is True
+
+
 def test_inner_steps_are_honoured():
     episodes = random_episodes((2,), tasks=1)
     predictions = {}
@@ -118,12 +190,14 @@ def test_a_train_step_applies_the_mean_of_per_task_meta_gradients():
     maml.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0))
     before = [v.numpy() for v in maml.trainable_variables]
     per_task = []
+    # The batch norm's gamma and beta stay out of the inner loop (adapt_normalization=False).
+    rates = [None if v.name in ("gamma", "beta") else 0.3 for v in maml.backbone.trainable_variables]
     for t in range(3):
         params = [v.value for v in maml.backbone.trainable_variables]
         with tf.GradientTape() as tape:
             tape.watch(params)
             predictions, _ = adapt_and_predict(maml.backbone, params, [], task(episodes, t),
-                                               maml.task_loss, [0.3] * len(params), 2)
+                                               maml.task_loss, rates, 2)
             loss = maml.task_loss(episodes["query_y"][t], predictions)
         per_task.append([g.numpy() for g in tape.gradient(loss, params)])
     maml.fit(tf.data.Dataset.from_tensors(episodes), epochs=1, verbose=0)
@@ -224,6 +298,8 @@ def test_keras_saving_round_trip(tmp_path):
         (lambda e: e.update(support_y=e["support_y"] + 5), r"labels in \[5, 7\].*\[0, ways=3\)"),
         (lambda e: e.update(query_x=e["query_x"][:, :, :1]), "query_x has shape.*model takes examples of shape"),
         (lambda e: e.update(support_y=e["support_y"] % 2), "outputs 3 logits but the episodes are 2-way"),
+        (lambda e: e["support_y"][1, :2].fill(1), r"Task 1's support_y has no example of class\(es\) \[0\]"),
+        (lambda e: e["support_y"][0, 2:4].fill(0), r"Task 0's support_y has no example of class\(es\) \[1\]"),
         (lambda e: e.update(query_y=e["query_y"][:, :4]), "query_y has shape.*one label per example"),
         (lambda e: e.update(support_y=e["support_y"].astype(np.float32)), "support_y must hold integer"),
         (lambda e: e.pop("query_y"), r"lack the keys \['query_y'\]"),
@@ -253,6 +329,18 @@ def test_out_of_range_labels_fail_inside_the_graph_too():
     maml.compile(optimizer="adam")
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"query_y holds a label outside \[0, ways=3\)"):
         maml.train_on_batch(episodes)
+
+
+def test_a_class_without_support_examples_in_any_task_fails_inside_the_graph():
+    episodes = random_episodes((2,), tasks=3)
+    episodes["support_y"][2, 4:] = 1  # task 2 has no example of class 2
+    maml = MAML(mlp())
+    maml.compile(optimizer="adam")
+    message = r"support_y: a class has no support example in some task; every class 0..2 \(ways=3"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        maml.train_on_batch(episodes)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        maml({key: tf.constant(value) for key, value in episodes.items()})
 
 
 def test_bad_constructor_and_compile_arguments_are_named():

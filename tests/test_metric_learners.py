@@ -1,3 +1,8 @@
+import io
+import json
+import zipfile
+
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -53,6 +58,51 @@ def test_cosine_prototype_predictions_equal_a_numpy_reference():
         centres = np.stack([support[labels == c].mean(axis=0) for c in range(3)])
         np.testing.assert_allclose(logits[t], 3.0 * unit(episodes["query_x"][t]) @ unit(centres).T,
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_a_learned_temperature_steps_along_its_logarithm_and_stays_positive():
+    episodes = random_episodes((4,), queries=4)
+    episodes["query_y"] = (episodes["query_y"] + 1) % 3  # wrong labels: a sharper softmax raises the loss
+
+    def loss(temperature):  # in float64
+        return np.mean([-np.log(numpy_matching_probabilities(
+            episodes["support_x"][t].astype(np.float64), episodes["support_y"][t],
+            episodes["query_x"][t].astype(np.float64), 3, temperature)[np.arange(12), episodes["query_y"][t]])
+            for t in range(2)])
+
+    h = 1e-5
+    slope = (loss(5.0 + h) - loss(5.0 - h)) / (2 * h)  # dL/dT at T = 5
+    assert slope > 0
+    rate = 1.2 * 5.0 / slope  # a plain SGD step on T would land at 5 - 6 = -1
+    model = MatchingNetwork(identity_embedding(), temperature=5.0, learn_temperature=True)
+    model.compile(optimizer=keras.optimizers.SGD(rate))
+    model.fit(tf.data.Dataset.from_tensors(episodes), verbose=0)
+    # On log T the gradient is T dL/dT: log T' = log 5 - rate * 5 * dL/dT.
+    np.testing.assert_allclose(float(model.temperature), 5.0 * np.exp(-rate * 5.0 * slope), rtol=1e-3)
+
+
+def test_a_keras_file_that_stored_the_temperature_itself_loads_with_that_temperature(tmp_path):
+    model = MatchingNetwork(identity_embedding(), temperature=5.0, learn_temperature=True)
+    episodes = random_episodes((4,), queries=4)
+    expected = model.predict(episodes, verbose=0)
+    model.save(tmp_path / "new.keras")
+    # The file as tfmeta wrote it before: the weight is the temperature, the config has no temperature_weight.
+    with zipfile.ZipFile(tmp_path / "new.keras") as new, zipfile.ZipFile(tmp_path / "old.keras", "w") as old:
+        for name in new.namelist():
+            content = new.read(name)
+            if name == "config.json":
+                config = json.loads(content)
+                del config["config"]["temperature_weight"]
+                content = json.dumps(config).encode()
+            elif name == "model.weights.h5":
+                buffer = io.BytesIO(content)
+                with h5py.File(buffer, "r+") as weights:
+                    weights["vars/0"][()] = 5.0
+                content = buffer.getvalue()
+            old.writestr(name, content)
+    restored = keras.models.load_model(tmp_path / "old.keras")
+    assert float(restored.temperature) == pytest.approx(5.0, rel=1e-6)
+    np.testing.assert_allclose(restored.predict(episodes, verbose=0), expected, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("model_class", [MatchingNetwork, PrototypicalNetwork])

@@ -124,6 +124,30 @@ def test_prototypical_networks_train_under_mixed_float16(policy):
     assert np.isfinite(history.history["loss"][0]) and protonet.optimizer.iterations.numpy() > 0
 
 
+@pytest.mark.parametrize("distance", ["squared_euclidean", "cosine"])
+def test_prototype_distances_are_computed_in_float32_under_mixed_float16(policy, distance):
+    policy("mixed_float16")
+    inputs = keras.Input((8,))
+    embedding = keras.Model(inputs, keras.layers.Dense(8, use_bias=False, kernel_initializer="identity")(inputs))
+    protonet = tfmeta.PrototypicalNetwork(embedding, distance=distance)
+    data = episodes()
+    # Embeddings far from the origin and close together: float16 rounds |q|² ≈ 3200 to steps of 2.
+    data = {key: value + 20.0 if key.endswith("_x") else value for key, value in data.items()}
+    logits = protonet.predict(data, verbose=0)
+    support = protonet.embed(data["support_x"].reshape(-1, 8)).numpy().astype(np.float64).reshape(2, 5, 8)
+    query = protonet.embed(data["query_x"].reshape(-1, 8)).numpy().astype(np.float64).reshape(2, 15, 8)
+    means = support  # one shot: each class's mean is its one support embedding
+    if distance == "cosine":
+        unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+        expected = np.einsum("tqd,tnd->tqn", unit(query), unit(means))
+        tolerance = 1e-6
+    else:
+        expected = -((query[:, :, None, :] - means[:, None, :, :]) ** 2).sum(-1)
+        tolerance = 1e-2  # float32's rounding of |q|², against float16's steps of 2
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=tolerance)
+    assert logits.dtype == np.float32
+
+
 def measure():
     """Relative errors of the first outer update (the meta-gradient) against float32, from the same weights."""
     import tfmeta.models

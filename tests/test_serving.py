@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tfmeta
-from conftest import random_episodes
+from conftest import mlp, random_episodes
 from tfmeta import cli
 from tfmeta.serving import export_saved_model
 
@@ -205,15 +205,13 @@ def test_bad_requests_fail_inside_the_loaded_graph_with_a_named_problem(exported
         serve(**request)
 
 
-def test_metric_models_refuse_a_class_without_support_examples(exported):
+@pytest.mark.parametrize("name", ["protonet", "maml-first-order"])
+def test_a_class_without_support_examples_is_refused(exported, name):
     models, episodes = exported
     request = single_task_request(episodes)
     request["support_y"] = tf.constant([0, 1, 2, 2, 4])
     with pytest.raises(tf.errors.InvalidArgumentError, match="a class has no support example"):
-        tf.saved_model.load(str(models["protonet"][1])).signatures["serving_default"](**request)
-    # MAML's classes are its head's: a class may lack support examples.
-    served = tf.saved_model.load(str(models["maml-first-order"][1])).signatures["serving_default"](**request)
-    assert served["probabilities"].shape == (15, 5)
+        tf.saved_model.load(str(models[name][1])).signatures["serving_default"](**request)
 
 
 def rest_request_code(page):
@@ -248,7 +246,8 @@ def test_model_card_and_layout(exported):
     assert card["algorithm"] == "MAML" and card["ways"] == 5 and card["shots"] == 1
     assert card["input_shape"] == [28, 28, 1] and card["input_range"] == [0.0, 1.0]
     assert card["maml"]["inner_steps"] == 2 and card["maml"]["learned_inner_lr"] is True
-    assert card["maml"]["adapts"] == "all weights" and card["maml"]["per_step_batch_norm"] is False
+    assert card["maml"]["adapts"] == "all weights but the normalization layers' scales and offsets"
+    assert card["maml"]["per_step_batch_norm"] is False
     plus_plus = json.loads((models["maml-plus-plus"][1].parent / "model.json").read_text())["maml"]
     assert plus_plus["learned_per_step_inner_lr"] is True and plus_plus["per_step_batch_norm"] is True
     anil = json.loads((models["anil"][1].parent / "model.json").read_text())["maml"]
@@ -259,6 +258,37 @@ def test_model_card_and_layout(exported):
         other = json.loads((models[name][1].parent / "model.json").read_text())
         assert other["algorithm"] == algorithm and other["class"] == f"tfmeta.{algorithm}" and other["ways"] == 5
     assert json.loads((path / "assets.extra" / "model.json").read_text()) == card  # the version's own copy
+
+
+@pytest.mark.parametrize("learning", ["learn_inner_lr", "learn_per_step_inner_lr"])
+def test_model_cards_record_the_learned_inner_rates(learning):
+    def trained(seed):
+        maml = tfmeta.MAML(mlp(seed=seed), inner_lr=0.4, inner_steps=2, **{learning: True})
+        rates = maml.inner_lrs if learning == "learn_inner_lr" else maml.per_step_inner_lrs
+        rng = np.random.default_rng(seed)
+        for rate in rates:  # as meta-training leaves them: apart, away from inner_lr
+            rate.assign(rng.uniform(0.1, 0.9, size=rate.shape))
+        return maml, [rate.numpy() for rate in rates]
+
+    maml, rates = trained(0)
+    card = tfmeta.serving.model_card(maml, 1)["maml"]
+    paths = [v.path for v in maml.backbone.trainable_variables]
+    assert [entry["parameter"] for entry in card["learned_inner_lrs"]] == paths
+    if learning == "learn_inner_lr":
+        recorded = [[entry[key] for key in ("mean", "min", "max")] for entry in card["learned_inner_lrs"]]
+        expected = [[rate.mean(), rate.min(), rate.max()] for rate in rates]
+    else:
+        recorded = [entry["per_step"] for entry in card["learned_inner_lrs"]]
+        expected = rates
+    np.testing.assert_allclose(recorded, expected, rtol=1e-6)
+    json.dumps(card)  # plain numbers, for model.json
+    # An ensemble: each member's own.
+    other, other_rates = trained(1)
+    ensemble_card = tfmeta.serving.model_card(tfmeta.Ensemble([maml, other]), 1)["maml"]
+    assert len(ensemble_card["learned_inner_lrs"]) == 2
+    assert ensemble_card["learned_inner_lrs"][0] == card["learned_inner_lrs"]
+    assert ensemble_card["learned_inner_lrs"][1] == tfmeta.serving.model_card(other, 1)["maml"]["learned_inner_lrs"]
+    assert "learned_inner_lrs" not in tfmeta.serving.model_card(tfmeta.MAML(mlp()), 1)["maml"]
 
 
 def test_a_crash_after_the_rename_leaves_the_version_with_its_card(tmp_path, monkeypatch):

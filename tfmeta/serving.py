@@ -20,7 +20,7 @@ alone. The MAML family also exports `serving_transductive` and
 by their own batch's statistics (Finn et al.'s evaluation), where an answer
 changes with the other queries sent beside it.
 
-N is fixed by the head for MAML, ANIL and Reptile (support labels in `[0, N)`) and is
+N is fixed by the head for MAML, ANIL and Reptile (support labels exactly `0..N-1`, each present) and is
 `max(support_y) + 1` for metric models (labels exactly `0..N-1`, each
 present). `serving_tasks` takes and returns the same with a leading task axis
 `[T, ...]`. Metric models also export `embed` (`x` -> `embeddings`). A MAML
@@ -46,11 +46,12 @@ import shutil
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import tfmeta
 from tfmeta.algorithms import MAML, Ensemble, MetricLearner, keras_internals
-from tfmeta.algorithms.maml import INFERENCE_MODES, _check_inference, _check_steps
+from tfmeta.algorithms.maml import INFERENCE_MODES, _check_inference, _check_steps, normalization_weights
 from tfmeta.layers.batch_normalization import MetaBatchNormalization
 
 MODEL_CARD = "model.json"
@@ -117,8 +118,9 @@ def _checked_episodes(model, request, batched, input_range):
             episodes = {key: tf.identity(value) for key, value in episodes.items()}
     else:
         episodes = {key: value[tf.newaxis] for key, value in episodes.items()}
-    # The model's call checks its own label rules next: [0, N) for MAML,
-    # 0..N-1 each present for metric models.
+    # The model's call checks its own label rules next: 0..N-1, each
+    # present, with N the head's width for MAML and max(support_y) + 1 for
+    # metric models.
     return episodes
 
 
@@ -273,6 +275,36 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
     return target
 
 
+def _adapted_weights(model):
+    """What the inner loop of a MAML model adapts, for its card."""
+    weights = model.backbone.trainable_variables
+    if all(model._adapted):
+        return "all weights"
+    left_out = [v for v, adapted in zip(weights, model._adapted) if not adapted]
+    normalization = normalization_weights(model.backbone)
+    if all(any(v is w for w in normalization) for v in left_out):
+        return "all weights but the normalization layers' scales and offsets"
+    return [v.path for v, adapted in zip(weights, model._adapted) if adapted]
+
+
+def _learned_inner_lrs(model):
+    """The inner rates a MAML model learned, per adapted parameter tensor, or None if they are fixed.
+
+    Meta-SGD (one rate per parameter entry): their mean, min and max per
+    tensor; MAML++'s LSLR (one rate per tensor and inner step): the rate of
+    each step.
+    """
+    adapted = [v.path for v, is_adapted in zip(model.backbone.trainable_variables, model._adapted) if is_adapted]
+    if model.learn_inner_lr:
+        return [{"parameter": path, "mean": float(np.mean(rates)), "min": float(np.min(rates)),
+                 "max": float(np.max(rates))}
+                for path, rates in zip(adapted, (lr.numpy() for lr in model.inner_lrs))]
+    if model.learn_per_step_inner_lr:
+        return [{"parameter": path, "per_step": [float(rate) for rate in lr.numpy()]}
+                for path, lr in zip(adapted, model.per_step_inner_lrs)]
+    return None
+
+
 def model_card(model, version, inner_steps=None, input_range=None, metadata=None, inference="per-query"):
     """The `model.json` record of an exported model."""
     if isinstance(model, Ensemble):  # described by its first member (with --ensemble, all are one run's)
@@ -283,6 +315,8 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
         card["signatures"].pop("embed", None)
         card["ensemble"] = {"members": len(model.members), "member_class": f"tfmeta.{type(model.members[0]).__name__}",
                             "combination": "the mean of the members' class probabilities"}
+        if "learned_inner_lrs" in card.get("maml", {}):  # each member learned its own
+            card["maml"]["learned_inner_lrs"] = [_learned_inner_lrs(member) for member in model.members]
         return card
     classifier = model.is_classifier
     card = {
@@ -292,7 +326,7 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
         "task": "classification" if classifier else "regression",
         "ways": model.ways if isinstance(model, MAML) and classifier else None,
         "ways_rule": (
-            "fixed by the head: support labels in [0, ways)" if isinstance(model, MAML)
+            "fixed by the head: support labels exactly 0..ways-1, each present" if isinstance(model, MAML)
             else "max(support_y) + 1: labels exactly 0..ways-1, each present"
         ) if classifier else None,
         "input_shape": list(model.example_shape),
@@ -315,6 +349,7 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
         card["signatures"][batched] = f"serving_tasks's contract, {other} inference"
         card["maml"] = {
             "inner_steps": model.eval_inner_steps if inner_steps is None else inner_steps,
+            # With learned rates, inner_lr is only where they started; learned_inner_lrs holds them as trained.
             "inner_lr": model.inner_lr,
             "learned_inner_lr": model.learn_inner_lr,
             "learned_per_step_inner_lr": model.learn_per_step_inner_lr,
@@ -323,12 +358,15 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
             "training_inner_steps": model.inner_steps,
             # Reptile's inner steps may each take a slice of the task (None: the whole task every step).
             "training_inner_batch_size": getattr(model, "inner_batch_size", None),
-            # What the inner loop adapts: every weight, or (ANIL) the named ones.
-            "adapts": "all weights" if all(model._adapted) else
-                      [v.path for v, adapted in zip(model.backbone.trainable_variables, model._adapted) if adapted],
+            # What the inner loop adapts: every weight, every weight but the normalization layers', or (ANIL) the
+            # named ones.
+            "adapts": _adapted_weights(model),
             "per_step_batch_norm": any(isinstance(layer, MetaBatchNormalization) and layer.steps is not None
                                        for layer in keras_internals.flatten_layers(model.backbone)),
         }
+        learned = _learned_inner_lrs(model)
+        if learned is not None:
+            card["maml"]["learned_inner_lrs"] = learned
     else:
         card["signatures"]["embed"] = "x [B, *input_shape] -> embeddings [B, features]"
         if hasattr(model, "distance"):  # Prototypical Networks: how a query is compared with a class mean

@@ -296,7 +296,9 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
         (the optimizer's `clipnorm`, `global_clipnorm` or `clipvalue`), the
         summed gradient is clipped once, as on one device, not each
         replica's part. Applies them to `variables` and then `assignments`
-        (variable, value pairs).
+        (variable, value pairs; float values, such as moving statistics,
+        are this replica's mean over its tasks, and are reduced across
+        replicas weighted by tasks).
 
         Every variable of the step returns to its value in `before`
         (`state_before_step`) when a label rule failed (`label_failing`, the
@@ -315,10 +317,12 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
         failing = tf.constant(-1, tf.int64) if label_failing is None else label_failing
         replica = tf.distribute.get_replica_context()
         several = replica is not None and replica.num_replicas_in_sync > 1
+        assignments = list(assignments)
         if several:
             local = tf.cast(tasks, tf.float32)
             share = local / replica.all_reduce(tf.distribute.ReduceOp.SUM, local)
             gradients = [gradient * tf.cast(share, gradient.dtype) for gradient in gradients]
+            assignments = self._task_weighted_states(replica, share, assignments)
             failures = replica.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack(
                 [1.0 - tf.cast(loss_finite, tf.float32), 1.0 - tf.cast(gradients_finite, tf.float32)]))
             loss_finite, gradients_finite = tf.equal(failures[0], 0.0), tf.equal(failures[1], 0.0)
@@ -355,6 +359,26 @@ class EpisodicModel(SymbolicBuildForStrategies, keras.Model):
             recorded = self._record_fault(code, loss)
         with tf.control_dependencies([recorded]):
             return tf.logical_and(usable, tf.logical_or(finite, tf.logical_and(scale_overflow, loss_finite)))
+
+    def _task_weighted_states(self, replica, share, assignments):
+        """`assignments` with each float value replaced by its task-weighted mean over the replicas.
+
+        A replica's float states (moving statistics) are the mean over its
+        own tasks; each replica would assign its own to a variable that is
+        mirrored without aggregation, and the copies would drift apart.
+        Weighted by each replica's share of the tasks, their sum is the mean
+        over the whole meta-batch, as on one device. Other states (random
+        seeds) stay each replica's.
+        """
+        floating = [i for i, (_, value) in enumerate(assignments) if value.dtype.is_floating]
+        if not floating:
+            return assignments
+        reduced = replica.all_reduce(tf.distribute.ReduceOp.SUM, [
+            assignments[i][1] * tf.cast(share, assignments[i][1].dtype) for i in floating])
+        assignments = list(assignments)
+        for i, value in zip(floating, reduced):
+            assignments[i] = (assignments[i][0], value)
+        return assignments
 
     def _clip_settings(self):
         """The optimizer's (for a LossScaleOptimizer, its inner optimizer's) clipping: (kind, value) or None."""

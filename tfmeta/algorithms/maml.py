@@ -41,6 +41,25 @@ def _as_dtype(value, dtype):
     return tf.cast(value, dtype) if tf.is_tensor(value) else tf.constant(value, dtype)
 
 
+def _rates_of_step(inner_lrs, step, count):
+    """`adapt`'s `inner_lrs` at `step`: one rate (or None) for each of the `count` parameters."""
+    rates = inner_lrs(step) if callable(inner_lrs) else inner_lrs
+    if tf.is_tensor(rates) or isinstance(rates, np.ndarray):
+        scalar = len(rates.shape) == 0
+    else:
+        scalar = isinstance(rates, numbers.Real) and not isinstance(rates, bool)
+    if scalar:
+        return [rates] * count
+    if not isinstance(rates, (list, tuple)):
+        raise ValueError(f"`inner_lrs` must be a number, a list of one rate (or None) per parameter, or a function "
+                         f"of the step returning such a list; received inner_lrs={rates!r}.")
+    if len(rates) != count:
+        # A shorter list would leave the last parameters unadapted without a word.
+        raise ValueError(f"`inner_lrs` has length {len(rates)} but `params` holds {count} parameters: give one "
+                         f"rate (or None) per parameter, or a single number; received inner_lrs={rates!r}.")
+    return rates
+
+
 def _carry(carried, old, new):
     return [n if keep else o for keep, o, n in zip(carried, old, new)]
 
@@ -57,17 +76,18 @@ def _adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lr
     state = list(non_trainable)
     carried = _carried_states(model) if state else []
     for step in range(steps):
-        rates = inner_lrs(step) if callable(inner_lrs) else inner_lrs
+        rates = _rates_of_step(inner_lrs, step, len(params))
         adapted = [i for i, lr in enumerate(rates) if lr is not None]
+        # First order: the inner gradient is a constant of the meta-gradient. Taken at stopped copies of the
+        # weights, neither the support pass nor its backward pass is recorded by an outer tape.
+        at = [tf.stop_gradient(p) for p in params] if first_order else params
         with tf.GradientTape() as tape:
-            tape.watch(params)
+            tape.watch(at)
             with inner_step(step):
-                predictions, updated = model.stateless_call(params, state, support_x, training=training)
+                predictions, updated = model.stateless_call(at, state, support_x, training=training)
             loss = loss_fn(support_y, predictions)
-        gradients = tape.gradient(loss, [params[i] for i in adapted], unconnected_gradients=_ZERO)
+        gradients = tape.gradient(loss, [at[i] for i in adapted], unconnected_gradients=_ZERO)
         for i, gradient in zip(adapted, gradients):
-            if first_order:
-                gradient = tf.stop_gradient(gradient)
             params[i] = params[i] - _as_dtype(rates[i], params[i].dtype) * gradient
         state = _carry(carried, state, updated)
         if after_step is not None:
@@ -132,14 +152,18 @@ def adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs
         non_trainable: tensors in the order of `model.non_trainable_variables`.
         support_x, support_y: the support set.
         loss_fn: `loss_fn(y_true, y_pred)` -> scalar.
-        inner_lrs: one learning rate per parameter: scalars, tensors of the
-            parameter's shape (Meta-SGD), or None for a parameter that is
-            not adapted (it stays θ); or a function of the step index
-            (0-based) returning such a list (per-step rates, MAML++'s LSLR).
+        inner_lrs: one rate for every parameter (a number or a scalar
+            tensor); or a list of one learning rate per parameter, as long
+            as `params`: scalars, tensors of the parameter's shape
+            (Meta-SGD), or None for a parameter that is not adapted (it
+            stays θ); or a function of the step index (0-based) returning
+            such a list (per-step rates, MAML++'s LSLR).
         steps: number of inner gradient steps (a Python int; the loop is
             unrolled). Step k's passes run in `tfmeta.layers.inner_step(k)`,
             for per-step layers.
-        first_order: stop gradients through the inner gradients.
+        first_order: take the inner gradients as constants: they are
+            computed at stopped copies of the weights, so an outer tape
+            records neither the support passes nor their backward passes.
         training: passed to the model's layers (dropout and the like).
 
     Returns:
@@ -289,12 +313,17 @@ def _check_steps(name, value):
 
 
 # Keras layers whose second-order gradient is wrong (statistics through
-# tf.nn.moments, whose variance stops the gradient through the mean), and
-# the exact tfmeta layer to use instead.
+# tf.nn.moments, whose variance stops the gradient through the mean), the
+# tfmeta layer to use instead, and how it differs from the Keras layer.
+_SAME = "same arguments, weights and outputs"
 _INEXACT_SECOND_ORDER = (
-    (keras.layers.BatchNormalization, "tfmeta.layers.MetaBatchNormalization"),
-    (keras.layers.LayerNormalization, "tfmeta.layers.MetaLayerNormalization"),
-    (keras.layers.GroupNormalization, "tfmeta.layers.MetaGroupNormalization"),
+    (keras.layers.BatchNormalization, "tfmeta.layers.MetaBatchNormalization",
+     "not an equivalent: it normalizes with the batch's statistics in inference too, without moving mean and "
+     "variance, as Finn et al.'s MAML does; its only weights are gamma and beta; of BatchNormalization's "
+     "arguments it takes axis, epsilon, center and scale, not the initializers, regularizers, constraints or "
+     "synchronized, and its momentum serves per_step_statistics only"),
+    (keras.layers.LayerNormalization, "tfmeta.layers.MetaLayerNormalization", _SAME),
+    (keras.layers.GroupNormalization, "tfmeta.layers.MetaGroupNormalization", _SAME),
 )
 
 
@@ -308,10 +337,30 @@ def _inexact_second_order_layers(model):
             continue
         if isinstance(layer, keras.layers.LayerNormalization) and getattr(layer, "rms_scaling", False):
             continue  # Keras's rms path takes tf.math.reduce_variance, which keeps the gradient
-        for cls, replacement in _INEXACT_SECOND_ORDER:
+        for cls, replacement, _ in _INEXACT_SECOND_ORDER:
             if isinstance(layer, cls):
                 found[layer.name] = replacement
     return found
+
+
+def _replacements(inexact):
+    """What to replace each group of `{layer name: replacement}` with, and how the replacement differs."""
+    parts = []
+    for _, replacement, difference in _INEXACT_SECOND_ORDER:
+        names = [name for name, found in inexact.items() if found == replacement]
+        if names:
+            parts.append(f"layers {names} with {replacement} ({difference})")
+    return "; ".join(parts)
+
+
+_NORMALIZATION_LAYERS = (MetaBatchNormalization, keras.layers.BatchNormalization, keras.layers.LayerNormalization,
+                         keras.layers.GroupNormalization)
+
+
+def normalization_weights(model):
+    """The trainable weights (scales and offsets) of the normalization layers of `model`, nested ones too."""
+    return [w for layer in keras_internals.flatten_layers(model) if isinstance(layer, _NORMALIZATION_LAYERS)
+            for w in layer.trainable_weights]
 
 
 _REGRESSION_LOSSES = (
@@ -464,6 +513,15 @@ class MAML(EpisodicModel):
             with the statistics of the queries' own batch, as Finn et al.
             and MAML++ evaluate; a prediction then changes with the other
             queries sent with it. See `predict_queries`.
+        adapt_normalization: whether the inner loop adapts the scale and
+            offset of the normalization layers (MetaBatchNormalization and
+            Keras's BatchNormalization, LayerNormalization,
+            GroupNormalization and their tfmeta counterparts). Off by
+            default, as in Finn et al.'s code (its batch norm's variables
+            are not among the fast weights) and MAML++'s Omniglot
+            configurations: they are meta-learned by the outer loop alone.
+            Models saved before this option existed load with it on, as
+            they were trained.
 
     MAML++'s per-step batch-norm weights and statistics are a property of the
     backbone's layers: `tfmeta.layers.MetaBatchNormalization(steps=inner_steps,
@@ -488,9 +546,12 @@ class MAML(EpisodicModel):
     def __init__(self, backbone, inner_lr=0.4, inner_steps=1, eval_inner_steps=None,
                  first_order=False, learn_inner_lr=False, loss=None, classifier=None,
                  allow_mixed_precision=False, learn_per_step_inner_lr=False, multi_step_loss_iterations=None,
-                 first_order_iterations=None, inference="per-query", **kwargs):
+                 first_order_iterations=None, inference="per-query", adapt_normalization=False, **kwargs):
         super().__init__(**kwargs)
         _check_inference(inference)
+        if not isinstance(adapt_normalization, bool):
+            raise ValueError(f"`adapt_normalization` must be True or False; received "
+                             f"adapt_normalization={adapt_normalization!r}.")
         if not isinstance(backbone, keras.Model):
             raise ValueError(f"`backbone` must be a keras.Model; received {type(backbone).__name__}.")
         if not backbone.built or not backbone.weights:
@@ -506,8 +567,8 @@ class MAML(EpisodicModel):
             raise ValueError(
                 "Keras's BatchNormalization, LayerNormalization and GroupNormalization compute their "
                 "variance with a stopped gradient (tf.nn.moments), which makes second-order MAML's "
-                f"meta-gradient wrong. Replace layers {list(inexact)} with "
-                f"{', '.join(sorted(set(inexact.values())))} (the exact equivalents), or pass first_order=True."
+                f"meta-gradient wrong. Replace {_replacements(inexact)}; or pass first_order=True, whose "
+                "gradients they get right."
             )
         mixed = sorted({layer.dtype_policy.name for layer in keras_internals.flatten_layers(backbone)
                         if layer.dtype_policy.name.startswith("mixed_")})
@@ -534,6 +595,7 @@ class MAML(EpisodicModel):
         self.multi_step_loss_iterations = multi_step_loss_iterations
         self.first_order_iterations = first_order_iterations
         self.inference = inference
+        self.adapt_normalization = adapt_normalization
         self._adapted = self._inner_loop_mask(backbone)
         adapted = [v for v, is_adapted in zip(backbone.trainable_variables, self._adapted) if is_adapted]
         self.inner_lrs = [
@@ -551,10 +613,13 @@ class MAML(EpisodicModel):
 
     def _inner_loop_mask(self, backbone):
         """Whether the inner loop adapts each of `backbone.trainable_variables` (ANIL narrows it to the head)."""
-        per_step_weights = [w for layer in keras_internals.flatten_layers(backbone)
-                            if isinstance(layer, MetaBatchNormalization) for w in layer.per_step_weights]
-        # Per-step batch-norm weights are meta-learned only, as in the official MAML++ code.
-        return [not any(v is w for w in per_step_weights) for v in backbone.trainable_variables]
+        # Per-step batch-norm weights are meta-learned only, as in the official MAML++ code; so are all
+        # normalization weights unless adapt_normalization.
+        outer_only = [w for layer in keras_internals.flatten_layers(backbone)
+                      if isinstance(layer, MetaBatchNormalization) for w in layer.per_step_weights]
+        if not self.adapt_normalization:
+            outer_only += normalization_weights(backbone)
+        return [not any(v is w for w in outer_only) for v in backbone.trainable_variables]
 
     def _check_maml_plus_plus_options(self, learn_per_step_inner_lr, multi_step_loss_iterations,
                                       first_order_iterations):
@@ -689,20 +754,37 @@ class MAML(EpisodicModel):
                 f"support_y holds labels in [{support_y.min()}, {support_y.max()}], outside "
                 f"[0, ways={self.ways}) (the backbone's output width)."
             )
-        ways = len(np.unique(support_y[0]))
-        if ways != self.ways:
-            raise ValueError(
-                f"The backbone outputs {self.ways} logits but the episodes are {ways}-way; build "
-                f"the backbone with ways={ways} outputs."
-            )
+        present = [sorted(set(labels.tolist())) for labels in support_y]
+        counts = {len(labels) for labels in present}
+        if len(counts) == 1 and all(labels == list(range(len(labels))) for labels in present):
+            ways = counts.pop()  # every task holds exactly 0..ways-1: the episodes are ways-way
+            if ways != self.ways:
+                raise ValueError(
+                    f"The backbone outputs {self.ways} logits but the episodes are {ways}-way (every task's "
+                    f"support labels are 0..{ways - 1}); build the backbone with ways={ways} outputs."
+                )
+        for t, labels in enumerate(present):
+            missing = sorted(set(range(self.ways)) - set(labels))
+            if missing:
+                raise ValueError(
+                    f"Task {t}'s support_y has no example of class(es) {missing}: every class 0..{self.ways - 1} "
+                    f"of the backbone's {self.ways} outputs needs a support example in every task; received "
+                    f"support labels {labels}."
+                )
 
     def label_problems(self, episodes):
         # Data-dependent, so checked in the graph: a label outside the
-        # backbone's outputs would silently train on garbage.
+        # backbone's outputs would silently train on garbage, and a class
+        # without support examples would be predicted unadapted.
         if not self.is_classifier:
             return []
-        return labels_below(episodes, ("support_y", "query_y"), self.ways,
-                            f"ways={self.ways}) (the backbone's output width")
+        problems = labels_below(episodes, ("support_y", "query_y"), self.ways,
+                                f"ways={self.ways}) (the backbone's output width")
+        present = tf.reduce_max(tf.one_hot(episodes["support_y"], self.ways, dtype=tf.int32), axis=-2)
+        problems.append((tf.reduce_all(present > 0),
+                         f"support_y: a class has no support example in some task; every class 0..{self.ways - 1} "
+                         f"(ways={self.ways}, the backbone's output width) needs one in every task"))
+        return problems
 
     def _over_tasks(self, episodes, task_fn, initial, combine):
         """Runs `task_fn` on each task in a graph loop.
@@ -835,11 +917,14 @@ class MAML(EpisodicModel):
             "multi_step_loss_iterations": self.multi_step_loss_iterations,
             "first_order_iterations": self.first_order_iterations,
             "inference": self.inference,
+            "adapt_normalization": self.adapt_normalization,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Models saved before the option existed adapted their normalization weights, and were trained so.
+        config.setdefault("adapt_normalization", True)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         config["loss"] = keras.losses.deserialize(config["loss"])
         return cls(**config)

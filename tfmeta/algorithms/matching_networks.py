@@ -120,6 +120,5 @@ class MatchingNetwork(MetricLearner):
             **super().get_config(),
             "fce": self.fce,
             "fce_steps": self.fce_steps,
-            "temperature": float(self.temperature.numpy()),
-            "learn_temperature": self.learn_temperature,
+            **self.temperature_config(),
         }

@@ -1,5 +1,6 @@
 """Metric-based few-shot learners: embed support and query, classify by comparison."""
 
+import math
 import numbers
 
 import keras
@@ -41,13 +42,36 @@ class MetricLearner(EpisodicModel):
         self.built = True  # its weights are the embedding's (and any a subclass adds now)
 
     def add_temperature(self, temperature, learn_temperature):
-        """Adds `self.temperature`, a scalar weight that multiplies cosine similarities (learned if asked)."""
+        """Adds the temperature, a positive scalar that multiplies cosine similarities (learned if asked).
+
+        It is held as its logarithm, the weight `log_temperature`, so that no
+        training step can make it zero or negative (a negative temperature
+        turns the nearest class into the least likely).
+        """
         if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
             raise ValueError(f"`temperature` must be positive; received temperature={temperature!r}.")
         self.learn_temperature = bool(learn_temperature)
-        self.temperature = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(float(temperature)),
-            trainable=self.learn_temperature, name="temperature")
+        self.log_temperature = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(math.log(temperature)),
+            trainable=self.learn_temperature, name="log_temperature")
+
+    @property
+    def temperature(self):
+        """The temperature, `exp(log_temperature)`, as a tensor."""
+        return tf.exp(tf.convert_to_tensor(self.log_temperature))
+
+    def load_own_variables(self, store):
+        if getattr(self, "_temperature_saved_as_value", False):
+            # A file saved before the temperature was held as its logarithm stores the temperature itself.
+            index = next(str(i) for i, v in enumerate(self._trainable_variables + self._non_trainable_variables)
+                         if v is self.log_temperature)
+            store = {key: store[key] for key in store.keys()}
+            saved = float(np.asarray(store[index]))
+            if not saved > 0:
+                raise ValueError(f"This file's learned temperature is {saved}, which the logarithm the model now "
+                                 "learns cannot hold; retrain the model.")
+            store[index] = np.log(np.asarray(store[index]))
+        super().load_own_variables(store)
 
     @property
     def example_shape(self):
@@ -129,8 +153,19 @@ class MetricLearner(EpisodicModel):
     def get_config(self):
         return {**super().get_config(), "embedding": keras.saving.serialize_keras_object(self.embedding)}
 
+    def temperature_config(self):
+        """The temperature's part of `get_config`, for subclasses that have one."""
+        return {"temperature": float(self.temperature.numpy()), "learn_temperature": self.learn_temperature,
+                "temperature_weight": "log_temperature"}
+
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["embedding"] = keras.saving.deserialize_keras_object(config["embedding"])
-        return cls(**config)
+        # Configs that hold a temperature but no "temperature_weight" come from files saved before
+        # the temperature was learned as its logarithm: their weight holds the temperature itself.
+        weight = config.pop("temperature_weight", None)
+        saved_as_value = "temperature" in config and weight is None
+        model = cls(**config)
+        object.__setattr__(model, "_temperature_saved_as_value", saved_as_value)
+        return model

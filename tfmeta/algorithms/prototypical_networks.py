@@ -78,6 +78,10 @@ class PrototypicalNetwork(MetricLearner):
                              f"with distance={distance!r}.")
 
     def classify(self, support, support_y, query, ways, training):
+        # Means and distances in float32 at least: under a mixed policy the embeddings are float16, in which
+        # |q|² - 2 q·p + |p|² loses the distance to cancellation (and overflows past 65504).
+        if support.dtype in (tf.float16, tf.bfloat16):
+            support, query = tf.cast(support, tf.float32), tf.cast(query, tf.float32)
         class_prototypes = prototypes(support, support_y, ways)
         if self.distance == "cosine":
             return tf.cast(self.temperature, support.dtype) * cosine_similarity(query, class_prototypes)
@@ -86,5 +90,5 @@ class PrototypicalNetwork(MetricLearner):
     def get_config(self):
         config = {**super().get_config(), "distance": self.distance}
         if self.distance == "cosine":
-            config.update(temperature=float(self.temperature.numpy()), learn_temperature=self.learn_temperature)
+            config.update(self.temperature_config())
         return config

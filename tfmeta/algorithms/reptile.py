@@ -97,8 +97,12 @@ class Reptile(MAML):
                 inner_batch_size, int) or inner_batch_size < 1):
             raise ValueError(f"`inner_batch_size` must be None or a positive integer; received "
                              f"inner_batch_size={inner_batch_size!r}.")
+        # Reptile trains only what its inner loop adapts: the normalization weights belong to it.
+        if not kwargs.pop("adapt_normalization", True):
+            raise ValueError("Reptile's outer update follows the weights of its inner steps, so weights left out "
+                             "of them would never train; received adapt_normalization=False.")
         super().__init__(backbone, inner_lr=inner_lr, inner_steps=inner_steps, eval_inner_steps=eval_inner_steps,
-                         first_order=True, loss=loss, classifier=classifier, **kwargs)
+                         first_order=True, loss=loss, classifier=classifier, adapt_normalization=True, **kwargs)
         per_step = [layer.name for layer in keras_internals.flatten_layers(backbone)
                     if isinstance(layer, MetaBatchNormalization) and layer.steps is not None]
         if per_step:
@@ -153,6 +157,6 @@ class Reptile(MAML):
 
     def get_config(self):
         config = {**super().get_config(), "inner_batch_size": self.inner_batch_size}
-        for key in _MAML_ONLY:
+        for key in (*_MAML_ONLY, "adapt_normalization"):
             config.pop(key, None)
         return config

@@ -173,6 +173,9 @@ def add_train_flags(parser):
                            f"Finn et al.) ({_default_help('inference')})")
     maml.add_argument("--learn-inner-lr", action="store_true", default=None,
                       help="learn per-parameter inner rates (Meta-SGD)")
+    maml.add_argument("--adapt-normalization", action="store_true", default=None,
+                      help="adapt the normalization layers' scales and offsets in the inner loop too (default: "
+                           "meta-learned by the outer loop alone, as in Finn et al.'s code and MAML++)")
     maml.add_argument("--pooling", choices=("stride", "max"),
                       help=f"Finn's strided CNN or the max-pool variant ({_default_help('pooling')})")
     maml_plus_plus.add_flags(maml)
@@ -288,8 +291,8 @@ def resolve(args):
         for key in ("temperature", "learn_temperature"):
             if key not in settings:
                 config[key] = DEFAULTS["common"].get(key)
-    for flag in ("first_order", "learn_inner_lr", "fce", "learn_temperature", "skip_non_finite", "deterministic",
-                 "resume", "within_alphabet", "test_last", "augment"):
+    for flag in ("first_order", "learn_inner_lr", "adapt_normalization", "fce", "learn_temperature", "skip_non_finite",
+                 "deterministic", "resume", "within_alphabet", "test_last", "augment"):
         config[flag] = bool(config.get(flag))
     config = maml_plus_plus.resolve(config, settings)
     config.setdefault("train_ways", None)

@@ -31,7 +31,7 @@ def build_learner(config, backbone, embedding):
     """The configured learner on `backbone()` (the gradient learners) or `embedding()` (the metric learners)."""
     if config.algorithm in GRADIENT_LEARNERS:
         options = {"first_order": config.first_order, "learn_inner_lr": config.learn_inner_lr,
-                   **maml_plus_plus.maml_arguments(config)}
+                   "adapt_normalization": config.adapt_normalization, **maml_plus_plus.maml_arguments(config)}
         if config.algorithm == "reptile":  # only the options given, which Reptile refuses by name
             options = {key: value for key, value in options.items() if value}
             options["inner_batch_size"] = config.inner_batch
