@@ -97,7 +97,9 @@ def batch_normalize(x, gamma, beta, epsilon, reference=None):
         )
         return tf.reshape(y, tf.shape(x))
     mean, variance = _moments(x if reference is None else x[:reference])
-    return (x - mean) * tf.math.rsqrt(variance + epsilon) * tf.cast(gamma, x.dtype) + tf.cast(beta, x.dtype)
+    # As an affine map of x, whose statistics are of a few rows: two passes over x, and as few in the gradients.
+    scale = tf.math.rsqrt(variance + epsilon) * tf.cast(gamma, x.dtype)
+    return x * scale + (tf.cast(beta, x.dtype) - mean * scale)
 
 
 def _moments(x):
