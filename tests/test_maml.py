@@ -103,7 +103,9 @@ def test_query_predictions_use_the_fast_weights():
     np.testing.assert_array_equal(model.get_weights()[0], mlp().get_weights()[0])
 
 
-def test_a_float64_inner_step_takes_the_inner_rate_in_float64():
+def float64_step_by_hand(rate=0.4):
+    """`(model, episode, loss, params, by_hand)`: a float64 MLP, a task, and one SGD step at `rate` on its support
+    set, computed outside tfmeta."""
     model = mlp("float64")
     episode = task(random_episodes((2,), dtype="float64"), 0)
     loss = loss_for("float64")
@@ -111,21 +113,19 @@ def test_a_float64_inner_step_takes_the_inner_rate_in_float64():
     with tf.GradientTape() as tape:
         tape.watch(params)
         value = loss(episode["support_y"], model.stateless_call(params, [], episode["support_x"])[0])
-    by_hand = [p.numpy() - 0.4 * g.numpy() for p, g in zip(params, tape.gradient(value, params))]
+    by_hand = [p.numpy() - rate * g.numpy() for p, g in zip(params, tape.gradient(value, params))]
+    return model, episode, loss, params, by_hand
+
+
+def test_a_float64_inner_step_takes_the_inner_rate_in_float64():
+    model, episode, loss, params, by_hand = float64_step_by_hand()
     fast = adapt(model, params, [], episode["support_x"], episode["support_y"], loss, [0.4] * len(params), 1)
     for expected, actual in zip(by_hand, fast):
         np.testing.assert_allclose(actual, expected, rtol=1e-14, atol=1e-15)
 
 
 def test_one_number_is_the_inner_rate_of_every_parameter_and_a_list_of_another_length_is_refused():
-    model = mlp("float64")
-    episode = task(random_episodes((2,), dtype="float64"), 0)
-    loss = loss_for("float64")
-    params = [tf.constant(v.numpy()) for v in model.trainable_variables]
-    with tf.GradientTape() as tape:
-        tape.watch(params)
-        value = loss(episode["support_y"], model.stateless_call(params, [], episode["support_x"])[0])
-    by_hand = [p.numpy() - 0.4 * g.numpy() for p, g in zip(params, tape.gradient(value, params))]
+    model, episode, loss, params, by_hand = float64_step_by_hand()
     for rate in (0.4, np.float64(0.4), tf.constant(0.4, tf.float64)):
         fast = adapt(model, params, [], episode["support_x"], episode["support_y"], loss, rate, 1)
         for expected, actual in zip(by_hand, fast):
