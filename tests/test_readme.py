@@ -142,6 +142,9 @@ def test_readme_tour_runs_end_to_end_on_a_tiny_budget(omniglot_dir, tmp_path, mo
         assert written in training, f"the tour no longer says {written}"
         training = training.replace(written, small)
     monkeypatch.chdir(tmp_path)
+    # The commands run where no data/omniglot is, as a user's would outside the clone (an installed, not editable,
+    # tfmeta finds no source tree either): the documented variable points them at the release.
+    monkeypatch.setenv("TFMETA_OMNIGLOT_DIR", str(omniglot_dir))
     namespace = {}
     exec(training, namespace)
     for line in commands.splitlines():
