@@ -31,6 +31,11 @@ def _saved_model_dir(path):
     return versions[-1]
 
 
+def _refuse_inference(path, kind):
+    raise SystemExit(f"tfmeta evaluate: --inference applies to the MAML family; {path} is a {kind}, which answers "
+                     "each query alone")
+
+
 def load_predictor(path, inference=None):
     """`(predict, record)` for a `.keras` file or a SavedModel directory.
 
@@ -49,8 +54,7 @@ def load_predictor(path, inference=None):
         if not model.is_classifier:
             raise SystemExit(f"tfmeta evaluate: {path} is a regressor; evaluate classifies Omniglot episodes")
         if inference is not None and not adapts_by_gradient(model):
-            raise SystemExit(f"tfmeta evaluate: --inference applies to the MAML family; {path} is a "
-                             f"{type(model).__name__}, which answers each query alone")
+            _refuse_inference(path, type(model).__name__)
         record = {"input_shape": list(model.example_shape), **record}
         if not adapts_by_gradient(model):
             return model_predictor(model), record
@@ -83,8 +87,7 @@ def _tasks_signature(version_dir, record, signatures, inference):
     default), and its card with the MAML family's inference mode set to that signature's."""
     if "maml" not in record:
         if inference is not None:
-            raise SystemExit(f"tfmeta evaluate: --inference applies to the MAML family; {version_dir} is a "
-                             f"{record.get('class', 'metric model')}, which answers each query alone")
+            _refuse_inference(version_dir, record.get("class", "metric model"))
         return signatures["serving_tasks"], record
     # Exports whose card records no inference predate per-query inference: their signatures are transductive.
     default = record.get("inference", "transductive")
