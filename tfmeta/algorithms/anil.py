@@ -46,6 +46,11 @@ def head_layers(backbone, names=None):
     return [by_name[name] for name in names]
 
 
+def _positions(variables, of):
+    """Where each of `variables` is in the list `of`."""
+    return [next(i for i, w in enumerate(of) if w is v) for v in variables]
+
+
 def split_at_head(backbone, head):
     """`(body, top)`: two Keras models with `top(body(x)) == backbone(x)`, cut at the input of the first head layer.
 
@@ -120,7 +125,12 @@ class ANIL(MAML):
         super().__init__(backbone, **kwargs)
         self.head = [layer.name for layer in self._head]
         # Set past Keras's tracking: the parts' layers are the backbone's, saved with it.
-        object.__setattr__(self, "_parts", split_at_head(backbone, self._head))
+        parts = split_at_head(backbone, self._head)
+        object.__setattr__(self, "_parts", parts)
+        # Where each part's variables are in the backbone's lists, to hand each part its share of the values.
+        object.__setattr__(self, "_part_positions", parts and [
+            (_positions(part.trainable_variables, backbone.trainable_variables),
+             _positions(part.non_trainable_variables, backbone.non_trainable_variables)) for part in parts])
 
     @property
     def reuses_features(self):
@@ -137,12 +147,7 @@ class ANIL(MAML):
         inference = self.inference if inference is None else inference
         params, non_trainable = self._backbone_values(random_state)
 
-        def positions(variables, of):  # where each of `variables` is in the backbone's list `of`
-            return [next(i for i, w in enumerate(of) if w is v) for v in variables]
-
-        parts = [(positions(part.trainable_variables, self.backbone.trainable_variables),
-                  positions(part.non_trainable_variables, self.backbone.non_trainable_variables))
-                 for part in (body, top)]
+        parts = self._part_positions
         (body_params, body_state), (top_params, top_state) = [
             ([params[i] for i in p], [non_trainable[i] for i in n]) for p, n in parts]
         support_features, _ = body.stateless_call(body_params, body_state, task["support_x"], training=training)
