@@ -128,8 +128,19 @@ def _label_shape(model):
     return () if model.is_classifier else tuple(model.backbone.output_shape[1:])
 
 
-def _outputs(model, episodes, call_kwargs, batched):
-    scores = tf.cast(model(episodes, training=False, **call_kwargs), tf.float32)
+def _scores_function(model, call_kwargs):
+    """The model's scores on checked episodes `[T, ...]`, as one `tf.function` with a task axis of any size.
+
+    A mode's one-task and batched signatures both call it, so the model (a MAML
+    family model's unrolled inner loop above all) is traced and stored once per
+    mode, not once per signature.
+    """
+    spec = dict(zip(("support_x", "support_y", "query_x"), _input_signature(model, batched=True)))
+    return tf.function(lambda episodes: tf.cast(model(episodes, training=False, **call_kwargs), tf.float32),
+                       input_signature=[spec])
+
+
+def _outputs(model, scores, batched):
     if not batched:
         scores = scores[0]
     if not model.is_classifier:
@@ -241,13 +252,20 @@ def export_saved_model(model, base_dir, version=1, *, inner_steps=None, input_ra
     archive = keras.export.ExportArchive()
     archive.track(model)
     signatures = _serving_signatures(model, inference)
-    for name, (batched, mode) in signatures.items():
-        def serve(support_x, support_y, query_x, batched=batched, mode=mode):
-            request = {"support_x": support_x, "support_y": support_y, "query_x": query_x}
-            episodes = _checked_episodes(model, request, batched, input_range)
-            return _outputs(model, episodes, {**call_kwargs, **mode}, batched)
+    scores_of_mode = {}
 
-        archive.add_endpoint(name, serve, input_signature=_input_signature(model, batched))
+    def endpoint(batched, scores):
+        def serve(support_x, support_y, query_x):
+            request = {"support_x": support_x, "support_y": support_y, "query_x": query_x}
+            return _outputs(model, scores(_checked_episodes(model, request, batched, input_range)), batched)
+        return serve
+
+    for name, (batched, mode) in signatures.items():
+        key = mode.get("inference")
+        if key not in scores_of_mode:
+            scores_of_mode[key] = _scores_function(model, {**call_kwargs, **mode})
+        archive.add_endpoint(name, endpoint(batched, scores_of_mode[key]),
+                             input_signature=_input_signature(model, batched))
     if isinstance(model, MetricLearner):
         def embed(x):
             x = _checked_examples("x", x, 1, model.example_shape, input_range)
