@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tfmeta.algorithms import keras_internals
 from tfmeta.algorithms.episodic_model import EpisodicModel, labels_below
-from tfmeta.layers.batch_normalization import MetaBatchNormalization, inner_step, statistics_of_first
+from tfmeta.layers.batch_normalization import MetaBatchNormalization, inner_step, split_rows, statistics_of_first
 from tfmeta.modes import INFERENCE_MODES
 
 _ZERO = tf.UnconnectedGradients.ZERO
@@ -130,7 +130,7 @@ def predict_queries(model, params, non_trainable, support_x, query_x, inference=
     with statistics_of_first(support_size):
         predictions, updates = model.stateless_call(params, non_trainable, tf.concat([support_x, query_x], 0),
                                                     training=training)
-    return predictions[support_size:], updates
+    return split_rows(predictions, support_size)[1], updates
 
 
 def adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs, steps,

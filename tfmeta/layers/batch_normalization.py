@@ -96,10 +96,21 @@ def batch_normalize(x, gamma, beta, epsilon, reference=None):
             is_training=True,
         )
         return tf.reshape(y, tf.shape(x))
-    mean, variance = _moments(x if reference is None else x[:reference])
+    mean, variance = _moments(x if reference is None else split_rows(x, reference)[0])
     # As an affine map of x, whose statistics are of a few rows: two passes over x, and as few in the gradients.
     scale = tf.math.rsqrt(variance + epsilon) * tf.cast(gamma, x.dtype)
     return x * scale + (tf.cast(beta, x.dtype) - mean * scale)
+
+
+def split_rows(x, count):
+    """`(x[:count], x[count:])` along axis 0, `count` a Python int or a scalar integer tensor.
+
+    A split rather than slices: its gradient is one concatenation, far cheaper
+    than a strided slice's, and second-order MAML differentiates it at every
+    normalization layer of every task.
+    """
+    static = isinstance(count, int) and x.shape[0] is not None
+    return tf.split(x, [count, x.shape[0] - count if static else tf.shape(x)[0] - count])
 
 
 def _moments(x):
@@ -238,7 +249,7 @@ class MetaBatchNormalization(keras.layers.Layer):
             outputs = self._normalize_with_moving_statistics(x, gamma, beta)
         else:
             if self.per_step_statistics:
-                self._update_moving_statistics(x if reference is None else x[:reference])
+                self._update_moving_statistics(x if reference is None else split_rows(x, reference)[0])
             outputs = batch_normalize(x, gamma, beta, self.epsilon, reference)
         if self._feature_axis == last:
             return outputs
