@@ -49,9 +49,9 @@ def test_train_evaluate_export_and_evaluate_the_export_on_real_omniglot(omniglot
     (tmp_path / "run.json").write_text(json.dumps(settings))
     run = tmp_path / "run"
     trained = tfmeta("train", "--config", tmp_path / "run.json", "--data-dir", omniglot_dir,
-                     "--test-episodes", 50, "--output-dir", run, cwd=tmp_path)
+                     "--test-episodes", 20, "--output-dir", run, cwd=tmp_path)
     results = json.loads((run / "results.json").read_text())
-    assert results["config"]["meta_batch"] == 2 and results["config"]["test_episodes"] == 50  # file + flag
+    assert results["config"]["meta_batch"] == 2 and results["config"]["test_episodes"] == 20  # file + flag
     assert results["command"].startswith("python -m tfmeta train --config")
     assert (run / "learning_curve.png").is_file() and any((run / "logs" / "train").iterdir())
     recorded = reported_accuracy(trained)
@@ -59,21 +59,21 @@ def test_train_evaluate_export_and_evaluate_the_export_on_real_omniglot(omniglot
     # The defaults of evaluate repeat train's test episodes: the same accuracy, from the checkpoint...
     monkeypatch.chdir(tmp_path)
     evaluated = run_in_process(capsys, "evaluate", run / "model.keras", "--data-dir", omniglot_dir, "--queries", 2,
-                               "--episodes", 50)
+                               "--episodes", 20)
     assert reported_accuracy(evaluated) == recorded
     # ... and from the exported SavedModel, whose graph adapts in 2 inner steps as the model did.
     run_in_process(capsys, "export", run / "model.keras", tmp_path / "savedmodels" / "maml")
     card = json.loads((tmp_path / "savedmodels" / "maml" / "model.json").read_text())
     assert card["ways"] == 3 and card["maml"]["inner_steps"] == 2 and card["training_command"] == results["command"]
     served = run_in_process(capsys, "evaluate", tmp_path / "savedmodels" / "maml", "--data-dir", omniglot_dir,
-                            "--queries", 2, "--episodes", 50, "--output", tmp_path / "evaluation.json")
+                            "--queries", 2, "--episodes", 20, "--output", tmp_path / "evaluation.json")
     assert reported_accuracy(served) == recorded
     evaluation = json.loads((tmp_path / "evaluation.json").read_text())
     assert evaluation["evaluation"]["ways"] == 3 and evaluation["trained"]["algorithm"] == "MAML"
     assert evaluation["evaluation"]["inference"] == card["inference"] == results["config"]["inference"] == "per-query"
     # The transductive mode, by name: the checkpoint and the export's serving_tasks_transductive agree.
     transductive = [reported_accuracy(run_in_process(capsys, "evaluate", model, "--data-dir", omniglot_dir,
-                                                     "--queries", 2, "--episodes", 50, "--inference", "transductive"))
+                                                     "--queries", 2, "--episodes", 20, "--inference", "transductive"))
                     for model in (run / "model.keras", tmp_path / "savedmodels" / "maml")]
     assert transductive[0] == transductive[1] != recorded
 
