@@ -125,7 +125,7 @@ def predict_queries(model, params, non_trainable, support_x, query_x, inference=
     _check_inference(inference)
     if inference == "transductive" or not _normalizes_with_batch_statistics(model, training):
         return model.stateless_call(params, non_trainable, query_x, training=training)
-    # A static support size keeps the slices static (XLA needs them so).
+    # A static support size keeps the split static (XLA needs it so).
     support_size = support_x.shape[0] if support_x.shape[0] is not None else tf.shape(support_x)[0]
     with statistics_of_first(support_size):
         predictions, updates = model.stateless_call(params, non_trainable, tf.concat([support_x, query_x], 0),
