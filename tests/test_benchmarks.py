@@ -10,19 +10,14 @@ import tfmeta
 from conftest import REPO
 
 
-@pytest.mark.parametrize("script, flags, pattern", [
-    ("maml_throughput.py", ["--inner-steps", "2", "--first-order", "--dtype-policy", "mixed_bfloat16"],
-     r"ms_per_iter=\d+ tasks_per_s=[\d.]+ peak_rss_mb=\d+ cpu_ms_per_iter=\d+"),
-    ("metric_throughput.py", ["--algorithm", "matching", "--fce"],
-     r"ms_per_iter=\d+ episodes_per_s=[\d.]+ peak_rss_mb=\d+ cpu_ms_per_iter=\d+"),
-])
-def test_throughput_benchmarks_report_their_figures(script, flags, pattern):
+def test_metric_throughput_benchmark_reports_its_figures():
     completed = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / script), "--meta-batch", "2", "--iterations", "2",
-         "--warmup", "1", *flags],
+        [sys.executable, str(REPO / "benchmarks" / "metric_throughput.py"), "--meta-batch", "2", "--iterations", "2",
+         "--warmup", "1", "--algorithm", "matching", "--fce"],
         capture_output=True, text=True, timeout=300, check=True,
     )
-    assert re.fullmatch(pattern, completed.stdout.strip().splitlines()[-1])
+    assert re.fullmatch(r"ms_per_iter=\d+ episodes_per_s=[\d.]+ peak_rss_mb=\d+ cpu_ms_per_iter=\d+",
+                        completed.stdout.strip().splitlines()[-1])
 
 
 def test_episode_throughput_of_colour_images_reports_memory_and_speed(dtype="uint8"):
@@ -36,12 +31,14 @@ def test_episode_throughput_of_colour_images_reports_memory_and_speed(dtype="uin
     assert re.fullmatch(r"ms_per_meta_batch=[\d.]+ episodes_per_s=\d+", completed.stdout.strip().splitlines()[-1])
 
 
-def test_op_profile_attributes_maml_time_to_its_convolutions():
+def test_maml_throughput_reports_its_figures_and_attributes_the_time_to_convolutions():
     completed = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "maml_throughput.py"), "--meta-batch", "2", "--iterations", "1",
-         "--warmup", "1", "--profile-ops", "1"],
+         "--warmup", "1", "--inner-steps", "2", "--dtype-policy", "mixed_bfloat16", "--profile-ops", "1"],
         capture_output=True, text=True, timeout=300, check=True,
     )
+    assert re.fullmatch(r"ms_per_iter=\d+ tasks_per_s=[\d.]+ peak_rss_mb=\d+ cpu_ms_per_iter=\d+",
+                        completed.stdout.strip().splitlines()[-1])
     total = float(re.search(r"summed over threads: (\d+) ms in", completed.stdout).group(1))
     rows = re.findall(r"^  (\S+) +([\d.]+) ms +([\d.]+)% +(\d+) calls$", completed.stdout, re.MULTILINE)
     times = {op_type: float(ms) for op_type, ms, _, _ in rows}
@@ -84,3 +81,27 @@ def test_maml_memory_benchmark_reports_each_configuration():
         capture_output=True, text=True, timeout=600, check=True,
     )
     assert re.fullmatch(r"peak_rss_mb second/1=\d+ first/1=\d+", completed.stdout.strip().splitlines()[-1])
+
+
+def test_flop_count_of_a_second_order_step_equals_its_convolutions_counted_by_hand(monkeypatch, ways=5, shots=1,
+                                                                                    queries=2):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import maml_flops
+
+    counts = maml_flops.task_flops(ways, shots, queries, inner_steps=1, inference="transductive")
+    # Flops per image of each 3x3 convolution of Finn's CNN (28 -> 14 -> 7 -> 4 -> 2, 64 filters); each of its two
+    # gradients costs as much. The images' own gradient (layer 0's backprop-input) is never needed.
+    sizes, channels = [14, 7, 4, 2], [1, 64, 64, 64]
+    per_image = [2 * size * size * 64 * 9 * c for size, c in zip(sizes, channels)]
+    every, above_first = sum(per_image), sum(per_image[1:])
+    support, query = ways * shots, ways * queries
+    expected = {
+        # support and query passes; the second-order backward pass differentiates both gradients of the support
+        # pass with respect to their output gradient (a convolution each)
+        "Conv2D": (4 + 4 + 4 + 3, (support + query) * every + support * (every + above_first)),
+        # inner step, query pass's gradient, second order (the input gradients' filter gradient), support pass's
+        "Conv2DBackpropFilter": (4 + 4 + 3 + 4, (2 * support + query) * every + support * above_first),
+        # inner step, query pass's gradient, second order (the filter gradients' input gradient), support pass's
+        "Conv2DBackpropInput": (3 + 3 + 3 + 3, (3 * support + query) * above_first),
+    }
+    assert {op_type: counts[op_type] for op_type in expected} == expected
