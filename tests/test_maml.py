@@ -124,6 +124,29 @@ def test_a_float64_inner_step_takes_the_inner_rate_in_float64():
         np.testing.assert_allclose(actual, expected, rtol=1e-14, atol=1e-15)
 
 
+def test_inference_steps_run_in_a_loop_equal_to_sgd_by_hand_whose_graph_does_not_grow_with_the_steps(steps=7):
+    model, episode, loss, params, _ = float64_step_by_hand()
+    support_x, support_y = episode["support_x"], episode["support_y"]
+    rates = [0.4, None, 0.2, 0.1, 0.3, 0.05]  # one per parameter; the second is not adapted
+    by_hand = [p.numpy() for p in params]
+    for _ in range(steps):
+        weights = [tf.constant(w) for w in by_hand]
+        with tf.GradientTape() as tape:
+            tape.watch(weights)
+            value = loss(support_y, model.stateless_call(weights, [], support_x)[0])
+        by_hand = [w - (rate or 0.0) * g.numpy() for w, rate, g in zip(by_hand, rates, tape.gradient(value, weights))]
+    fast = adapt(model, params, [], support_x, support_y, loss, rates, steps, training=False)
+    for expected, actual in zip(by_hand, fast):
+        np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-14)
+
+    def graph_bytes(steps):
+        adapted = tf.function(lambda params: adapt(model, params, [], support_x, support_y, loss, rates, steps,
+                                                   training=False))
+        return len(adapted.get_concrete_function(params).graph.as_graph_def().SerializeToString())
+
+    assert graph_bytes(50) < 1.1 * graph_bytes(2)
+
+
 def test_one_number_is_the_inner_rate_of_every_parameter_and_a_list_of_another_length_is_refused():
     model, episode, loss, params, by_hand = float64_step_by_hand()
     for rate in (0.4, np.float64(0.4), tf.constant(0.4, tf.float64)):
