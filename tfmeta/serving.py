@@ -132,7 +132,7 @@ def _scores_function(model, call_kwargs):
     """The model's scores on checked episodes `[T, ...]`, as one `tf.function` with a task axis of any size.
 
     A mode's one-task and batched signatures both call it, so the model (a MAML
-    family model's unrolled inner loop above all) is traced and stored once per
+    family model's inner loop above all) is traced and stored once per
     mode, not once per signature.
     """
     spec = dict(zip(("support_x", "support_y", "query_x"), _input_signature(model, batched=True)))
