@@ -22,6 +22,8 @@ import learn2learn
 import numpy as np
 import torch
 
+from task_flags import add_task_flags
+
 
 def random_meta_batch(ways, shots, queries, tasks, seed=0):
     """Random 28x28 images with well-formed labels, as maml_throughput.py's."""
@@ -47,10 +49,7 @@ def meta_iteration(maml, optimizer, tasks, inner_steps, loss_fn):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ways", type=int, default=5)
-    parser.add_argument("--shots", type=int, default=1)
-    parser.add_argument("--queries", type=int, default=15, help="query examples per class")
-    parser.add_argument("--meta-batch", type=int, default=32, help="tasks per meta-iteration")
+    add_task_flags(parser)
     parser.add_argument("--inner-steps", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=30, help="timed meta-iterations")
     parser.add_argument("--warmup", type=int, default=3, help="untimed meta-iterations")

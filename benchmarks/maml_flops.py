@@ -21,6 +21,8 @@ import tensorflow as tf
 import tfmeta
 from tfmeta.algorithms.maml import adapt_and_predict
 
+from task_flags import add_task_flags
+
 CONVOLUTIONS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 
 
@@ -98,10 +100,7 @@ def task_flops(ways, shots, queries, inner_steps, inference="per-query", first_o
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ways", type=int, default=5)
-    parser.add_argument("--shots", type=int, default=1)
-    parser.add_argument("--queries", type=int, default=15, help="query examples per class")
-    parser.add_argument("--meta-batch", type=int, default=32, help="tasks per meta-iteration")
+    add_task_flags(parser)
     parser.add_argument("--inner-steps", type=int, default=1)
     parser.add_argument("--first-order", action="store_true")
     parser.add_argument("--pooling", default="stride", choices=tfmeta.models.backbones.POOLINGS)

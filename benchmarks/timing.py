@@ -10,6 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from task_flags import add_task_flags
+
 
 def random_meta_batch(ways, shots, queries, tasks, example_shape=(28, 28, 1), seed=0):
     """One meta-batch of random images with well-formed labels."""
@@ -65,10 +67,7 @@ def benchmark_fit(model, args, description, rate_name):
 
 
 def add_common_flags(parser):
-    parser.add_argument("--ways", type=int, default=5)
-    parser.add_argument("--shots", type=int, default=1)
-    parser.add_argument("--queries", type=int, default=15, help="query examples per class")
-    parser.add_argument("--meta-batch", type=int, default=32, help="tasks per meta-iteration")
+    add_task_flags(parser)
     parser.add_argument("--iterations", type=int, default=30, help="timed meta-iterations")
     parser.add_argument("--warmup", type=int, default=3, help="untimed meta-iterations")
     add_intra_op_threads_flag(parser)

@@ -1,7 +1,9 @@
 """Exports a committed MAML-family SavedModel again, with per-query inference as its default signatures.
 
 Exports made before per-query inference answer transductively: a query's
-answer there depends on the other queries of the request. This rebuilds
+answer there depends on the other queries of the request; exports made
+before the inference loop became a `tf.while_loop` hold every inner step
+unrolled (Reptile's 50). This rebuilds
 each model from its card's training command, restores the weights from
 its newest version, checks that the rebuilt model in transductive mode
 gives the old export's answers, and writes the next version (per-query
@@ -55,7 +57,9 @@ def rebuilt_model(card, version_dir):
 
 def check_same_answers(model, version_dir, card):
     """The rebuilt model, transductive, answers as the old export on a few test episodes."""
-    serve = tf.saved_model.load(str(version_dir)).signatures["serving_tasks"]
+    signatures = tf.saved_model.load(str(version_dir)).signatures
+    # Exports before per-query inference answer transductively in serving_tasks; later ones by that name.
+    serve = signatures.get("serving_tasks_transductive", signatures["serving_tasks"])
     episodes, _ = fixed_episodes("vinyals-test", None, card["ways"], card["shots"], 15, 4, seed=0)
     batch = next(iter(episodes))
     old = serve(support_x=batch["support_x"], support_y=tf.cast(batch["support_y"], tf.int32),
