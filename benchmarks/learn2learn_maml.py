@@ -22,19 +22,7 @@ import learn2learn
 import numpy as np
 import torch
 
-from task_flags import add_task_flags
-
-
-def random_meta_batch(ways, shots, queries, tasks, seed=0):
-    """Random 28x28 images with well-formed labels, as maml_throughput.py's."""
-    rng = np.random.default_rng(seed)
-
-    def labels(per_class):
-        return torch.from_numpy(np.repeat(np.arange(ways), per_class)).long()
-
-    return [(torch.from_numpy(rng.random([ways * shots, 1, 28, 28], np.float32)), labels(shots),
-             torch.from_numpy(rng.random([ways * queries, 1, 28, 28], np.float32)), labels(queries))
-            for _ in range(tasks)]
+from random_tasks import add_task_flags, random_meta_batch
 
 
 def meta_iteration(maml, optimizer, tasks, inner_steps, loss_fn):
@@ -61,7 +49,11 @@ def main(argv=None):
     torch.manual_seed(0)
     maml = learn2learn.algorithms.MAML(learn2learn.vision.models.OmniglotCNN(args.ways), lr=0.4)
     optimizer = torch.optim.Adam(maml.parameters(), 1e-3)
-    tasks = random_meta_batch(args.ways, args.shots, args.queries, args.meta_batch)
+    batch = {key: torch.from_numpy(value) for key, value in
+             random_meta_batch(args.ways, args.shots, args.queries, args.meta_batch).items()}
+    # PyTorch's convolutions take channels first; its cross-entropy, int64 labels.
+    tasks = list(zip(batch["support_x"].permute(0, 1, 4, 2, 3), batch["support_y"].long(),
+                     batch["query_x"].permute(0, 1, 4, 2, 3), batch["query_y"].long()))
     loss_fn = torch.nn.CrossEntropyLoss()
     for _ in range(args.warmup):
         meta_iteration(maml, optimizer, tasks, args.inner_steps, loss_fn)

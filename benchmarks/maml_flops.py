@@ -21,7 +21,7 @@ import tensorflow as tf
 import tfmeta
 from tfmeta.algorithms.maml import adapt_and_predict
 
-from task_flags import add_task_flags
+from random_tasks import add_task_flags
 
 CONVOLUTIONS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 

@@ -10,22 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from task_flags import add_task_flags
-
-
-def random_meta_batch(ways, shots, queries, tasks, example_shape=(28, 28, 1), seed=0):
-    """One meta-batch of random images with well-formed labels."""
-    rng = np.random.default_rng(seed)
-
-    def labels(per_class):
-        return np.tile(np.repeat(np.arange(ways), per_class), [tasks, 1]).astype(np.int32)
-
-    return {
-        "support_x": rng.random([tasks, ways * shots, *example_shape], np.float32),
-        "support_y": labels(shots),
-        "query_x": rng.random([tasks, ways * queries, *example_shape], np.float32),
-        "query_y": labels(queries),
-    }
+from random_tasks import add_task_flags, random_meta_batch
 
 
 class IterationTimer(keras.callbacks.Callback):
