@@ -40,7 +40,9 @@ def rebuilt_model(card, version_dir):
     """The card's model, built from its training command, with the weights of `version_dir`."""
     command = shlex.split(card["training_command"])
     config = run_config.resolve(run_config.train_parser().parse_args(command[command.index("train") + 1:]))
-    config.inference = "transductive"  # the mode these models trained in, recorded in the card
+    # The mode the model trained in: cards from before per-query inference do not say, and those trained
+    # transductively.
+    config.inference = card["maml"].get("training_inference", "transductive")
     # Cards from before MAML's adapt_normalization say that the inner loop adapted all weights, normalization
     # included, or (the oldest) nothing about it: those models adapted them too.
     config.adapt_normalization = card["maml"].get("adapts", "all weights") == "all weights"
