@@ -76,6 +76,29 @@ def random_episodes(example_shape, tasks=2, ways=3, shots=2, queries=3, seed=0, 
     }
 
 
+REQUEST_KEYS = ("support_x", "support_y", "query_x")
+
+
+def one_by_one(predict, episodes, tasks=False):
+    """Each query of a one-task episode asked alone: a request each, or (`tasks`) a task each of one request."""
+    request = {key: episodes[key] for key in REQUEST_KEYS}
+    queries = request["query_x"].shape[1]
+    if tasks:
+        alone = {key: np.repeat(value, queries, axis=0) for key, value in request.items() if key != "query_x"}
+        return predict({**alone, "query_x": np.swapaxes(request["query_x"], 0, 1)})[:, 0]
+    return np.stack([predict({**request, "query_x": request["query_x"][:, q:q + 1]})[0, 0] for q in range(queries)])
+
+
+def assert_per_query(predict, episodes, tasks=False):
+    """`predict(one-task episodes) -> [1, Q, N]` answers each query alike alone, in the batch, and shuffled."""
+    request = {key: episodes[key] for key in REQUEST_KEYS}
+    together = predict(request)[0]
+    order = np.random.default_rng(1).permutation(len(together))
+    shuffled = predict({**request, "query_x": request["query_x"][:, order]})[0]
+    np.testing.assert_allclose(one_by_one(predict, request, tasks), together, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(shuffled, together[order], rtol=1e-5, atol=1e-5)
+
+
 def float64_episodes(tasks, example_shape=(2,)):
     """Random episodes in float64 whose values float32 holds exactly (MAML's call casts its inputs to float32)."""
     episodes = random_episodes(example_shape, tasks=tasks)

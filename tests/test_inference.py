@@ -1,16 +1,14 @@
-"""Per-query inference: a query's answer depends only on the support set and that query, in process and served."""
+"""Per-query inference: a query's answer depends only on the support set and that query, in process (served: in
+tests/test_serving.py, on its exported models)."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import conv_net, random_episodes
+from conftest import assert_per_query, conv_net, one_by_one, random_episodes
 
 import tfmeta
 from tfmeta.layers import MetaBatchNormalization, statistics_of_first
-from tfmeta.serving import export_saved_model
-
-QUERIES = 10  # 2 per class over 5 ways
 
 
 def small_cnn(norm_steps=None):
@@ -33,36 +31,14 @@ MAML_FAMILY = ("maml", "meta-sgd", "maml-plus-plus", "anil", "reptile")
 
 
 def episode():
-    episodes = random_episodes((16, 16, 1), tasks=1, ways=5, shots=1, queries=QUERIES // 5, pixels=True)
+    episodes = random_episodes((16, 16, 1), tasks=1, ways=5, shots=1, queries=2, pixels=True)
     return {key: value for key, value in episodes.items() if key != "query_y"}
 
 
-def one_by_one(predict, episodes, tasks=False):
-    """Each query's answer asked alone: a request each, or (`tasks`) a task each of one request."""
-    if tasks:
-        alone = {key: np.repeat(value, QUERIES, axis=0) for key, value in episodes.items() if key != "query_x"}
-        return predict({**alone, "query_x": np.swapaxes(episodes["query_x"], 0, 1)})[:, 0]
-    return np.stack([predict({**episodes, "query_x": episodes["query_x"][:, q:q + 1]})[0, 0]
-                     for q in range(QUERIES)])
-
-
-def assert_per_query(predict, episodes, tasks=False):
-    """`predict(episodes) -> [1, Q, N]` answers each query alike alone, in the batch, and shuffled."""
-    together = predict(episodes)[0]
-    order = np.random.default_rng(1).permutation(QUERIES)
-    shuffled = predict({**episodes, "query_x": episodes["query_x"][:, order]})[0]
-    np.testing.assert_allclose(one_by_one(predict, episodes, tasks), together, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(shuffled, together[order], rtol=1e-5, atol=1e-5)
-
-
-@pytest.fixture(scope="module", params=list(LEARNERS))
-def learner(request):
+@pytest.mark.parametrize("name", LEARNERS)
+def test_in_process_answers_depend_only_on_the_support_set_and_the_query(name):
     keras.utils.set_random_seed(0)
-    return request.param, LEARNERS[request.param]()
-
-
-def test_in_process_answers_depend_only_on_the_support_set_and_the_query(learner):
-    name, model = learner
+    model = LEARNERS[name]()
     episodes = episode()
     assert_per_query(lambda e: model(e, training=False).numpy(), episodes, tasks=True)
     np.testing.assert_allclose(model.predict(episodes, verbose=0), model(episodes), rtol=1e-5, atol=1e-5)
@@ -70,31 +46,6 @@ def test_in_process_answers_depend_only_on_the_support_set_and_the_query(learner
         transductive = model(episodes, inference="transductive").numpy()[0]
         alone = one_by_one(lambda e: model(e, inference="transductive").numpy(), episodes, tasks=True)
         assert np.abs(transductive - alone).max() > 1e-2
-
-
-def test_served_answers_depend_only_on_the_support_set_and_the_query(learner, tmp_path):
-    name, model = learner
-    loaded = tf.saved_model.load(str(export_saved_model(model, tmp_path / name, input_range=(0.0, 1.0))))
-    episodes = episode()
-
-    def served(signature):
-        serve = loaded.signatures[signature]
-        return lambda e: serve(support_x=e["support_x"][0], support_y=e["support_y"][0],
-                               query_x=e["query_x"][0])["probabilities"].numpy()[np.newaxis]
-
-    assert_per_query(served("serving_default"), episodes)
-    tasks = loaded.signatures["serving_tasks"](support_x=episodes["support_x"], support_y=episodes["support_y"],
-                                               query_x=episodes["query_x"])["probabilities"]
-    np.testing.assert_allclose(tasks[0], served("serving_default")(episodes)[0], rtol=1e-5, atol=1e-6)
-    in_process = tf.nn.softmax(model(episodes), axis=-1)[0]
-    np.testing.assert_allclose(tasks[0], in_process, rtol=1e-4, atol=1e-5)
-    if name in MAML_FAMILY:
-        transductive = served("serving_transductive")
-        np.testing.assert_allclose(transductive(episodes)[0],
-                                   tf.nn.softmax(model(episodes, inference="transductive"), -1)[0], atol=1e-5)
-        assert np.abs(transductive(episodes)[0] - one_by_one(transductive, episodes)).max() > 1e-3
-    else:
-        assert set(loaded.signatures) == {"serving_default", "serving_tasks", "embed"}
 
 
 def test_queries_are_normalized_with_the_support_moments():

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tfmeta
-from conftest import mlp, random_episodes
+from conftest import assert_per_query, mlp, one_by_one, random_episodes
 from tfmeta import cli
 from tfmeta.serving import export_saved_model
 
@@ -124,6 +124,31 @@ def test_batched_signature_and_embed_match_the_model(exported):
                                        model.embed(x).numpy(), atol=1e-5, err_msg=name)
         else:
             assert "embed" not in loaded.signatures
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_served_answers_depend_only_on_the_support_set_and_the_query(exported, name):
+    """One query per request, all in one, shuffled: the same answers; a 1-query request is its row of the task."""
+    models, episodes = exported
+    model, path = models[name]
+    loaded = tf.saved_model.load(str(path))
+    task = {key: value[:1] for key, value in episodes.items()}
+
+    def served(signature):
+        serve = loaded.signatures[signature]
+        return lambda e: serve(support_x=e["support_x"][0], support_y=e["support_y"][0],
+                               query_x=e["query_x"][0])["probabilities"].numpy()[np.newaxis]
+
+    assert_per_query(served("serving_default"), task)
+    if isinstance(model, tfmeta.algorithms.MetricLearner):
+        assert set(loaded.signatures) == {"serving_default", "serving_tasks", "embed"}
+        return
+    transductive = served("serving_transductive")
+    np.testing.assert_allclose(transductive(task)[0],
+                               tf.nn.softmax(model(task, inference="transductive"), -1)[0], atol=1e-5)
+    if name != "maml-plus-plus":  # which normalizes with its moving per-step statistics in both modes
+        # The transductive mode, by name, does depend on the other queries: the check above can fail.
+        assert np.abs(transductive(task)[0] - one_by_one(transductive, task)).max() > 1e-3
 
 
 def test_maml_inner_steps_and_learned_rates_are_baked_in(exported, tmp_path):
