@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tfmeta
-from conftest import assert_per_query, mlp, one_by_one, random_episodes
+from conftest import REQUEST_KEYS, assert_per_query, mlp, one_by_one, random_episodes
 from tfmeta import cli
 from tfmeta.serving import export_saved_model
 
@@ -68,7 +68,7 @@ def in_process_probabilities(model, episodes):
 
 
 def single_task_request(episodes, task=0):
-    return {key: tf.constant(episodes[key][task]) for key in ("support_x", "support_y", "query_x")}
+    return {key: tf.constant(episodes[key][task]) for key in REQUEST_KEYS}
 
 
 CLIENT = """
@@ -136,8 +136,7 @@ def test_served_answers_depend_only_on_the_support_set_and_the_query(exported, n
 
     def served(signature):
         serve = loaded.signatures[signature]
-        return lambda e: serve(support_x=e["support_x"][0], support_y=e["support_y"][0],
-                               query_x=e["query_x"][0])["probabilities"].numpy()[np.newaxis]
+        return lambda e: serve(**single_task_request(e))["probabilities"].numpy()[np.newaxis]
 
     assert_per_query(served("serving_default"), task)
     if isinstance(model, tfmeta.algorithms.MetricLearner):
