@@ -1,8 +1,10 @@
 import os
 import pathlib
+import shutil
 import string
 import subprocess
 import sys
+import tempfile
 import time
 import unicodedata
 
@@ -11,10 +13,25 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmeta.data import locations
+from tfmeta.data import cache, locations
 from tfmeta.layers import MetaBatchNormalization
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """One decoded-data cache for the whole run, empty at its start: the first process to read Omniglot decodes
+    it (the decoding is tested), every later one, the xdist workers' and the commands the tests start included
+    (they inherit the environment), reads it back. The user's own cache is neither used nor written."""
+    if hasattr(config, "workerinput"):  # an xdist worker: its controller has set the variable
+        return
+    config.tfmeta_cache = tempfile.mkdtemp(prefix="tfmeta-test-cache-")
+    os.environ[cache.ENVIRONMENT_VARIABLE] = config.tfmeta_cache
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "tfmeta_cache"):
+        shutil.rmtree(config.tfmeta_cache, ignore_errors=True)
 
 
 def typed(command, cwd, timeout=600):

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tfmeta.data import episodes, load_omniglot
+from tfmeta.data import cache, episodes, load_omniglot
 from tfmeta.data import omniglot
 
 
@@ -94,6 +94,35 @@ def test_zip_and_extracted_folder_give_identical_data(omniglot_dir, tmp_path, ba
     np.testing.assert_array_equal(
         from_zip.images, background.select_classes(from_zip.class_names).images
     )
+
+
+def test_decoded_zips_are_cached_on_disk_and_decoded_anew_when_the_zip_changes(omniglot_dir, tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setenv(cache.ENVIRONMENT_VARIABLE, str(tmp_path / "cache"))
+    zipped, folder = small_release(omniglot_dir, tmp_path)
+    omniglot._read_release.cache_clear()  # the cache on disk, not the process's own, is under test
+    decoded = load_omniglot("background", zipped)
+    assert len(list((tmp_path / "cache").glob("omniglot-images_background-28-area-*.npz"))) == 1
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again although the cache holds this zip")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(omniglot, "_decode", no_decoding)
+        omniglot._read_release.cache_clear()
+        from_cache = load_omniglot("background", zipped)
+    assert from_cache.class_names == load_omniglot("background", folder).class_names == decoded.class_names
+    np.testing.assert_array_equal(from_cache.images, decoded.images)
+    np.testing.assert_array_equal(from_cache.labels, decoded.labels)
+
+    (tmp_path / "korean").mkdir()
+    korean, _ = small_release(omniglot_dir, tmp_path / "korean", alphabets=("Korean",))
+    (korean / "images_background.zip").replace(zipped / "images_background.zip")
+    omniglot._read_release.cache_clear()
+    changed = load_omniglot("background", zipped)
+    omniglot._read_release.cache_clear()
+    assert changed.num_classes == 4 * 40 and all(name.startswith("Korean/") for name in changed.class_names)
+    assert len(list((tmp_path / "cache").glob("omniglot-images_background-28-area-*.npz"))) == 2
 
 
 def test_tensorflow_datasets_path_gives_the_same_classes_and_images(omniglot_dir, tmp_path, mocked_tfds_omniglot):
