@@ -51,7 +51,8 @@ import tensorflow as tf
 
 import tfmeta
 from tfmeta.algorithms import MAML, Ensemble, MetricLearner, keras_internals
-from tfmeta.algorithms.maml import INFERENCE_MODES, _check_inference, _check_steps, normalization_weights
+from tfmeta.algorithms.maml import (INFERENCE_MODES, _check_inference, _check_steps, normalization_weights,
+                                    normalizes_with_batch_statistics)
 from tfmeta.layers.batch_normalization import MetaBatchNormalization
 
 MODEL_CARD = "model.json"
@@ -381,6 +382,9 @@ def model_card(model, version, inner_steps=None, input_range=None, metadata=None
             "adapts": _adapted_weights(model),
             "per_step_batch_norm": any(isinstance(layer, MetaBatchNormalization) and layer.steps is not None
                                        for layer in keras_internals.flatten_layers(model.backbone)),
+            # True: a query is normalized with batch moments, the support set's (per-query) or the request's
+            # queries' (transductive). False (moving per-step statistics, or no batch norm): both modes answer alike.
+            "inference_uses_batch_statistics": normalizes_with_batch_statistics(model.backbone, training=False),
         }
         learned = _learned_inner_lrs(model)
         if learned is not None:

@@ -120,7 +120,7 @@ def _check_inference(inference):
         raise ValueError(f"`inference` must be one of {INFERENCE_MODES}; received inference={inference!r}.")
 
 
-def _normalizes_with_batch_statistics(model, training):
+def normalizes_with_batch_statistics(model, training):
     """Whether a pass of `model` normalizes with its batch's moments (MetaBatchNormalization layers)."""
     return any(isinstance(layer, MetaBatchNormalization) and (training or not layer.per_step_statistics)
                for layer in keras_internals.flatten_layers(model))
@@ -143,7 +143,7 @@ def predict_queries(model, params, non_trainable, support_x, query_x, inference=
         `(query_predictions, non_trainable_updates)`, as `stateless_call`.
     """
     _check_inference(inference)
-    if inference == "transductive" or not _normalizes_with_batch_statistics(model, training):
+    if inference == "transductive" or not normalizes_with_batch_statistics(model, training):
         return model.stateless_call(params, non_trainable, query_x, training=training)
     # A static support size keeps the split static (XLA needs it so).
     support_size = support_x.shape[0] if support_x.shape[0] is not None else tf.shape(support_x)[0]
