@@ -52,15 +52,17 @@ MAML_FAMILY = ("MAML", "ANIL", "Reptile")
 
 
 def inference_measurements():
-    """`{(training command, ways, shots): {inference mode: evaluation}}`: the committed MAML-family exports measured
-    both ways through the export (results/inference/, `tfmeta evaluate --inference ... --output`)."""
+    """`{(training command, ways, shots): {mode: evaluation}}`: the committed MAML-family exports measured both ways
+    through the export (results/inference/, `tfmeta evaluate --inference ... --output`), and, under
+    `"paper-protocol"`, as the paper's code tests (results/inference/paper-protocol/)."""
     measured = {}
-    for path in sorted((RESULTS / "inference").glob("*.json")):
+    for path in sorted((RESULTS / "inference").glob("**/*.json")):
         record = json.loads(path.read_text())
         if "evaluation" in record:
             evaluation = record["evaluation"]
             key = (record["trained"]["training_command"], evaluation["ways"], evaluation["shots"])
-            measured.setdefault(key, {})[evaluation["inference"]] = evaluation
+            mode = "paper-protocol" if path.parent.name == "paper-protocol" else evaluation["inference"]
+            measured.setdefault(key, {})[mode] = evaluation
     return measured
 
 
@@ -75,7 +77,8 @@ def with_inference(row):
     if "per-query" not in measured:  # trained and tested before per-query inference
         return {**row, "inference": "transductive"}
     return {**row, "inference": "per-query", "accuracy": measured["per-query"]["accuracy"],
-            "ci95": measured["per-query"]["ci95"], "transductive": measured.get("transductive")}
+            "ci95": measured["per-query"]["ci95"], "transductive": measured.get("transductive"),
+            "paper_protocol": measured.get("paper-protocol")}
 
 
 def family(algorithm):
@@ -137,15 +140,20 @@ def paper_figure(row):
     return "—" if paper is None else str(paper)
 
 
+def percent(evaluation):
+    return f"{100 * evaluation['accuracy']:.2f} ± {100 * evaluation['ci95']:.2f}%"
+
+
 def accuracy_cell(row):
-    """Accuracy ± interval; a MAML-family row says its inference mode, per-query first, transductive beside it."""
-    cell = f"{100 * row['accuracy']:.2f} ± {100 * row['ci95']:.2f}%"
+    """Accuracy ± interval; a MAML-family row says its inference mode, per-query first, transductive beside it, and
+    where measured, the accuracy in the paper's own test ("paper's test")."""
+    cell = percent(row)
     if row.get("inference") == "transductive":
         return f"{cell} transductive"
     if row.get("inference") == "per-query":
-        transductive = row.get("transductive")
-        return cell + (f" (transductive {100 * transductive['accuracy']:.2f} ± {100 * transductive['ci95']:.2f}%)"
-                       if transductive else "")
+        beside = [f"{name} {percent(row[key])}" for name, key in (("transductive", "transductive"),
+                                                                  ("paper's test", "paper_protocol")) if row.get(key)]
+        return cell + (f" ({'; '.join(beside)})" if beside else "")
     return cell
 
 
