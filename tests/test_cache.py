@@ -72,7 +72,7 @@ def test_a_cache_that_cannot_be_written_is_skipped(monkeypatch, tmp_path):
 
 
 def test_the_default_place_follows_xdg(monkeypatch, tmp_path):
-    monkeypatch.delenv(cache.ENVIRONMENT_VARIABLE)
+    monkeypatch.delenv(cache.ENVIRONMENT_VARIABLE, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache.cache_dir() == tmp_path / "tfmeta"
     monkeypatch.delenv("XDG_CACHE_HOME")
