@@ -348,7 +348,7 @@ def savedmodels_table():
         if card["task"] == "classification":
             task = f"{card['ways']}-way {card['shots']}-shot, {split_name(card)}"
             score = "; ".join(
-                f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f}% ({test['test_episodes']:,} episodes)"
+                f"{percent(test)} ({test['test_episodes']:,} episodes)"
                 + (f" on {test['ways']}-way {test['shots']}-shot" if test is not card else "")
                 + (f", {test['resize']} downsampling" if "resize" in test else "")
                 for test in [card, *card.get("evaluations", [])])

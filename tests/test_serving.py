@@ -143,10 +143,10 @@ def test_served_answers_depend_only_on_the_support_set_and_the_query(exported, n
         assert set(loaded.signatures) == {"serving_default", "serving_tasks", "embed"}
         return
     transductive = served("serving_transductive")
-    np.testing.assert_allclose(transductive(task)[0],
-                               tf.nn.softmax(model(task, inference="transductive"), -1)[0], atol=1e-5)
+    whole_request = transductive(task)[0]
+    np.testing.assert_allclose(whole_request, tf.nn.softmax(model(task, inference="transductive"), -1)[0], atol=1e-5)
     card = json.loads((path.parent / MODEL_CARD).read_text())
-    alone = np.abs(transductive(task)[0] - one_by_one(transductive, task)).max()
+    alone = np.abs(whole_request - one_by_one(transductive, task)).max()
     if card["maml"]["inference_uses_batch_statistics"]:
         # The transductive mode, by name, does depend on the other queries: the check above can fail.
         assert alone > 1e-3
