@@ -116,6 +116,19 @@ def assert_per_query(predict, episodes, tasks=False):
     np.testing.assert_allclose(shuffled, together[order], rtol=1e-5, atol=1e-5)
 
 
+def moved_off_initialization(model, seed=0):
+    """Every weight of a built model scaled by a random factor in [0.8, 1.2] and shifted by up to 0.02: learned
+    rates apart, moving statistics away from 0 and 1, signs kept (variances and rates stay positive). Serving must
+    reproduce the model whatever its weights, so export tests need not trace a train step (the CLI's tests export
+    meta-trained models)."""
+    rng = np.random.default_rng(seed)
+    for variable in model.variables:
+        if not variable.dtype.startswith("float"):
+            continue
+        value = variable.numpy()
+        variable.assign(value * rng.uniform(0.8, 1.2, value.shape) + rng.uniform(0.0, 0.02, value.shape))
+
+
 def float64_episodes(tasks, example_shape=(2,)):
     """Random episodes in float64 whose values float32 holds exactly (MAML's call casts its inputs to float32)."""
     episodes = random_episodes(example_shape, tasks=tasks)

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tfmeta
-from conftest import REQUEST_KEYS, assert_per_query, mlp, one_by_one, random_episodes
+from conftest import REQUEST_KEYS, assert_per_query, mlp, moved_off_initialization, one_by_one, random_episodes
 from tfmeta import cli
 from tfmeta.serving import MODEL_CARD, export_saved_model
 
@@ -49,18 +49,25 @@ MODELS = {
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """Each model after one meta-training step, exported; with the in-process predictions."""
+    """Each model, its weights moved off their initial values, exported; with the episodes it was built on."""
     root = tmp_path_factory.mktemp("savedmodels")
     episodes = omniglot_like_episodes()
     models = {}
     for name, build in MODELS.items():
         keras.utils.set_random_seed(0)
         model = build()
-        model.compile(optimizer=keras.optimizers.Adam(0.01))
-        model.fit(tf.data.Dataset.from_tensors(episodes), verbose=0)
+        model(episodes)
+        moved_off_initialization(model)
         path = export_saved_model(model, root / name, input_range=(0.0, 1.0), metadata={"shots": 1})
         models[name] = (model, path)
     return models, episodes
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    """Each export of `exported`, loaded once (loading a SavedModel takes seconds): name -> loaded object."""
+    models, _ = exported
+    return {name: tf.saved_model.load(str(path)) for name, (_, path) in models.items()}
 
 
 def in_process_probabilities(model, episodes):
@@ -111,36 +118,35 @@ def test_served_predictions_equal_in_process_ones_in_a_process_without_tfmeta_or
         assert outputs[f"classes_{index}"].dtype == np.int64
 
 
-def test_batched_signature_and_embed_match_the_model(exported):
+def test_batched_signature_and_embed_match_the_model(exported, loaded):
     models, episodes = exported
-    for name, (model, path) in models.items():
-        loaded = tf.saved_model.load(str(path))
+    for name, (model, _) in models.items():
         request = {key: tf.constant(episodes[key]) for key in ("support_x", "support_y", "query_x")}
-        served = loaded.signatures["serving_tasks"](**request)["probabilities"].numpy()
+        served = loaded[name].signatures["serving_tasks"](**request)["probabilities"].numpy()
         np.testing.assert_allclose(served, in_process_probabilities(model, episodes), atol=1e-5, err_msg=name)
         if isinstance(model, tfmeta.algorithms.MetricLearner):
             x = tf.constant(episodes["query_x"][0])
-            np.testing.assert_allclose(loaded.signatures["embed"](x=x)["embeddings"].numpy(),
+            np.testing.assert_allclose(loaded[name].signatures["embed"](x=x)["embeddings"].numpy(),
                                        model.embed(x).numpy(), atol=1e-5, err_msg=name)
         else:
-            assert "embed" not in loaded.signatures
+            assert "embed" not in loaded[name].signatures
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_served_answers_depend_only_on_the_support_set_and_the_query(exported, name):
+def test_served_answers_depend_only_on_the_support_set_and_the_query(exported, loaded, name):
     """One query per request, all in one, shuffled: the same answers; a 1-query request is its row of the task."""
     models, episodes = exported
     model, path = models[name]
-    loaded = tf.saved_model.load(str(path))
+    signatures = loaded[name].signatures
     task = {key: value[:1] for key, value in episodes.items()}
 
     def served(signature):
-        serve = loaded.signatures[signature]
+        serve = signatures[signature]
         return lambda e: serve(**single_task_request(e))["probabilities"].numpy()[np.newaxis]
 
     assert_per_query(served("serving_default"), task)
     if isinstance(model, tfmeta.algorithms.MetricLearner):
-        assert set(loaded.signatures) == {"serving_default", "serving_tasks", "embed"}
+        assert set(signatures) == {"serving_default", "serving_tasks", "embed"}
         return
     transductive = served("serving_transductive")
     whole_request = transductive(task)[0]
@@ -154,13 +160,13 @@ def test_served_answers_depend_only_on_the_support_set_and_the_query(exported, n
         assert name == "maml-plus-plus" and alone < 1e-5
 
 
-def test_maml_inner_steps_and_learned_rates_are_baked_in(exported, tmp_path):
+def test_maml_inner_steps_and_learned_rates_are_baked_in(exported, loaded, tmp_path):
     models, episodes = exported
-    model, path = models["maml-second-order-meta-sgd"]
+    model, _ = models["maml-second-order-meta-sgd"]
     rates = np.concatenate([rate.numpy().ravel() for rate in model.inner_lrs])
-    assert np.ptp(rates) > 0, "a meta-training step should have moved the learned inner rates apart"
+    assert np.ptp(rates) > 0, "the learned inner rates should differ from one another"
     request = single_task_request(episodes)
-    served = tf.saved_model.load(str(path)).signatures["serving_default"](**request)["probabilities"]
+    served = loaded["maml-second-order-meta-sgd"].signatures["serving_default"](**request)["probabilities"]
     one_step = export_saved_model(model, tmp_path / "one-step", inner_steps=1)
     served_one_step = tf.saved_model.load(str(one_step)).signatures["serving_default"](**request)
     expected_one_step = tf.nn.softmax(model({k: v[tf.newaxis] for k, v in request.items()}, inner_steps=1))[0]
@@ -168,11 +174,11 @@ def test_maml_inner_steps_and_learned_rates_are_baked_in(exported, tmp_path):
     assert np.abs(served.numpy() - served_one_step["probabilities"].numpy()).max() > 1e-4
 
 
-def test_maml_plus_plus_serves_with_its_per_step_statistics(exported):
+def test_maml_plus_plus_serves_with_its_per_step_statistics(exported, loaded):
     models, episodes = exported
-    model, path = models["maml-plus-plus"]
+    model, _ = models["maml-plus-plus"]
     request = single_task_request(episodes)
-    served = tf.saved_model.load(str(path)).signatures["serving_default"](**request)["probabilities"].numpy()
+    served = loaded["maml-plus-plus"].signatures["serving_default"](**request)["probabilities"].numpy()
     np.testing.assert_allclose(served, in_process_probabilities(model, episodes)[0], atol=1e-5)
     with_batch_statistics = tf.nn.softmax(model({k: v[tf.newaxis] for k, v in request.items()}, training=True))[0]
     assert np.abs(served - with_batch_statistics).max() > 1e-3, "the served graph ignores the moving statistics"
@@ -224,9 +230,10 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize("name", ["maml-second-order-meta-sgd", "protonet"])
 @pytest.mark.parametrize("case, change, message", BAD_REQUESTS, ids=[case for case, *_ in BAD_REQUESTS])
-def test_bad_requests_fail_inside_the_loaded_graph_with_a_named_problem(exported, name, case, change, message):
-    models, episodes = exported
-    serve = tf.saved_model.load(str(models[name][1])).signatures["serving_default"]
+def test_bad_requests_fail_inside_the_loaded_graph_with_a_named_problem(exported, loaded, name, case, change,
+                                                                     message):
+    _, episodes = exported
+    serve = loaded[name].signatures["serving_default"]
     request = single_task_request(episodes)
     change(request)
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
@@ -234,12 +241,12 @@ def test_bad_requests_fail_inside_the_loaded_graph_with_a_named_problem(exported
 
 
 @pytest.mark.parametrize("name", ["protonet", "maml-first-order"])
-def test_a_class_without_support_examples_is_refused(exported, name):
-    models, episodes = exported
+def test_a_class_without_support_examples_is_refused(exported, loaded, name):
+    _, episodes = exported
     request = single_task_request(episodes)
     request["support_y"] = tf.constant([0, 1, 2, 2, 4])
     with pytest.raises(tf.errors.InvalidArgumentError, match="a class has no support example"):
-        tf.saved_model.load(str(models[name][1])).signatures["serving_default"](**request)
+        loaded[name].signatures["serving_default"](**request)
 
 
 def rest_request_code(page):
@@ -250,15 +257,15 @@ def rest_request_code(page):
 
 
 @pytest.mark.parametrize("page", ["README.md", "docs/serving.md"])
-def test_the_documented_rest_request_body_runs_through_the_signature(exported, page):
+def test_the_documented_rest_request_body_runs_through_the_signature(exported, loaded, page):
     models, episodes = exported
-    model, path = models["maml-second-order-meta-sgd"]
+    model, _ = models["maml-second-order-meta-sgd"]
     namespace = {key: episodes[key][0] for key in ("support_x", "support_y", "query_x")}
     exec(rest_request_code(page), namespace)
     body = json.loads(namespace["body"])
     assert set(body) == {"inputs"} and set(body["inputs"]) == {"support_x", "support_y", "query_x"}
     # TF Serving converts each JSON input to the dtype its signature declares.
-    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    serve = loaded["maml-second-order-meta-sgd"].signatures["serving_default"]
     dtypes = {spec.name: spec.dtype for spec in serve.structured_input_signature[1].values()}
     outputs = serve(**{key: tf.constant(value, dtypes[key]) for key, value in body["inputs"].items()})
     np.testing.assert_allclose(outputs["probabilities"].numpy(), in_process_probabilities(model, episodes)[0],

@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 import tfmeta
 
-from conftest import numpy_tfidf
+from conftest import moved_off_initialization, numpy_tfidf
 from test_episodes import check_episode, synthetic_data
 from test_serving import CLIENT, rest_request_code
 from tfmeta.data import (LabelledData, LabelledText, episodes, evaluation_episodes, load_clinc_oos,
@@ -328,21 +328,29 @@ def test_the_committed_debian_corpus_matches_its_record(corpus):
 
 @pytest.fixture(scope="module")
 def exported_text_models(tmp_path_factory):
-    """A Prototypical and an FCE Matching Network on text after a few training steps, exported; one request."""
+    """A Prototypical and an FCE Matching Network on text, their weights moved off their initial values, exported;
+    one request."""
     data = keyword_text()
     root = tmp_path_factory.mktemp("savedmodels")
     models = {}
     for name in ("protonet", "matching-fce"):
         keras.utils.set_random_seed(0)
         model = TEXT_LEARNERS[name](small_text_embedding(data.texts))
-        model.compile(optimizer=keras.optimizers.Adam(0.01))
-        model.fit(episodes(data, 3, 1, 2, seed=0, meta_batch_size=2), steps_per_epoch=3, verbose=0)
+        model(next(iter(episodes(data, 3, 1, 2, seed=0, meta_batch_size=2))))
+        moved_off_initialization(model)
         models[name] = (model, export_saved_model(model, root / name))
     batch = next(evaluation_episodes(data, 3, 2, 2, num_episodes=1, meta_batch_size=1).as_numpy_iterator())
     request = {"support_x": batch["support_x"][0].astype(str), "support_y": batch["support_y"][0],
                "query_x": np.array(["key0x1 noise3 unseen words", "KEY1X2, noise7!", "key2x0", "noise1 key0x4",
                                     "key1x3 key1x1", "zebra key2x2"])}
     return models, request
+
+
+@pytest.fixture(scope="module")
+def loaded_text_models(exported_text_models):
+    """Each export of `exported_text_models`, loaded once (loading takes seconds): name -> loaded object."""
+    models, _ = exported_text_models
+    return {name: tf.saved_model.load(str(path)) for name, (_, path) in models.items()}
 
 
 def predicted_probabilities(model, request):
@@ -375,14 +383,15 @@ def test_text_models_serve_on_strings_in_a_process_without_tfmeta_or_keras(expor
     (dict(support_y=np.array([0, 0, 1, 1, 3, 3], np.int32)), "a class has no support example"),
     (dict(support_y=np.array([0, 0, 1, 1, 2, -1], np.int32)), "support_y holds a negative label"),
 ])
-def test_served_text_models_refuse_bad_requests_in_the_graph(exported_text_models, change, message):
-    models, request = exported_text_models
-    serve = tf.saved_model.load(str(models["protonet"][1])).signatures["serving_default"]
+def test_served_text_models_refuse_bad_requests_in_the_graph(exported_text_models, loaded_text_models, change,
+                                                            message):
+    _, request = exported_text_models
+    serve = loaded_text_models["protonet"].signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         serve(**{key: tf.constant(value) for key, value in {**request, **change}.items()})
 
 
-def test_the_documented_text_rest_body_predicts_what_the_model_does(exported_text_models):
+def test_the_documented_text_rest_body_predicts_what_the_model_does(exported_text_models, loaded_text_models):
     models, request = exported_text_models
     model, path = models["matching-fce"]
     namespace = {"support_x": request["support_x"].tolist(), "support_y": request["support_y"],
@@ -390,7 +399,7 @@ def test_the_documented_text_rest_body_predicts_what_the_model_does(exported_tex
     exec(rest_request_code("docs/text.md"), namespace)
     body = json.loads(namespace["body"])["inputs"]
     # TF Serving converts each JSON input to the dtype its signature declares.
-    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    serve = loaded_text_models["matching-fce"].signatures["serving_default"]
     dtypes = {spec.name: spec.dtype for spec in serve.structured_input_signature[1].values()}
     outputs = serve(**{key: tf.constant(value, dtypes[key]) for key, value in body.items()})
     np.testing.assert_allclose(outputs["probabilities"].numpy(), predicted_probabilities(model, request), atol=1e-5)
