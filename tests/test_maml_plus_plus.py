@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import directional_derivatives, float64_episodes, loss_for, mlp, random_episodes, task, traced_steps
-from tfmeta.algorithms import MAML, adapt, adapt_and_predict, maml_plus_plus_config, multi_step_loss_weights
+from conftest import (directional_derivatives, float64_episodes, loss_for, mlp, moved_off_initialization, random_episodes,
+                      task, traced_steps)
+from tfmeta.algorithms import (MAML, PerStepRates, adapt, adapt_and_predict, maml_plus_plus_config,
+                               multi_step_loss_weights)
+from tfmeta.models import omniglot_cnn
 from tfmeta.layers import MetaBatchNormalization, inner_step
 
 
@@ -144,6 +147,35 @@ def test_per_step_batch_norm_uses_each_steps_row_and_moves_its_own_statistics():
                                atol=1e-12)
     clone = MetaBatchNormalization.from_config(layer.get_config())
     assert (clone.steps, clone.per_step_statistics, clone.momentum) == (3, True, 0.8)
+
+
+def graph_nodes(function, *args):
+    """The number of nodes of `function`'s traced graph, the functions it calls (a loop's body) included."""
+    graph = tf.function(function).get_concrete_function(*args).graph.as_graph_def()
+    return len(graph.node) + sum(len(f.node_def) for f in graph.library.function)
+
+
+def test_inference_runs_per_step_layers_and_rates_in_a_loop_that_answers_as_the_unrolled_steps():
+    """At inference, MAML++'s steps (per-step normalization weights and statistics, per-step rates) run in a
+    `tf.while_loop` whose graph does not grow with the steps; a plain function of the step unrolls them."""
+    keras.utils.set_random_seed(0)
+    model = omniglot_cnn(3, filters=4, norm_steps=2, per_step_statistics=True)
+    moved_off_initialization(model)  # each step's rows apart
+    params = [tf.convert_to_tensor(v) for v in model.trainable_variables]
+    state = [tf.convert_to_tensor(v) for v in model.non_trainable_variables]
+    rates = [tf.constant(np.random.default_rng(i).uniform(0.05, 0.5, 2), tf.float32) for i in range(len(params))]
+    looped, unrolled = PerStepRates(rates, 2), lambda step: PerStepRates(rates, 2)(step)
+    one = task(random_episodes((28, 28, 1), tasks=1, ways=3, shots=2, pixels=True), 0)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def adapted(inner_lrs, steps):
+        return lambda x, y: adapt(model, params, state, x, y, loss, inner_lrs, steps, training=False)
+
+    support = (one["support_x"], one["support_y"])
+    for fast, reference in zip(adapted(looped, 3)(*support), adapted(unrolled, 3)(*support)):  # step 3: last row
+        np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-6)
+    assert graph_nodes(adapted(looped, 8), *support) <= graph_nodes(adapted(looped, 2), *support)
+    assert graph_nodes(adapted(unrolled, 8), *support) > 3 * graph_nodes(adapted(unrolled, 2), *support)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -6,6 +6,7 @@ from tfmeta.algorithms.episodic_model import EpisodicModel
 from tfmeta.algorithms.maml import (
     INFERENCE_MODES,
     MAML,
+    PerStepRates,
     adapt,
     adapt_and_predict,
     adapt_and_predict_each_step,
@@ -30,6 +31,7 @@ __all__ = [
     "MAML",
     "MatchingNetwork",
     "MetricLearner",
+    "PerStepRates",
     "PrototypicalNetwork",
     "Reptile",
     "adapt",

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from tfmeta.algorithms import keras_internals
 from tfmeta.algorithms.episodic_model import EpisodicModel, labels_below
-from tfmeta.layers.batch_normalization import MetaBatchNormalization, inner_step, split_rows, statistics_of_first
+from tfmeta.layers.batch_normalization import (MetaBatchNormalization, inner_step, split_rows, statistics_of_first,
+                                                step_row)
 from tfmeta.modes import INFERENCE_MODES
 
 _ZERO = tf.UnconnectedGradients.ZERO
@@ -64,16 +65,35 @@ def _carry(carried, old, new):
     return [n if keep else o for keep, o, n in zip(carried, old, new)]
 
 
-def _steps_are_alike(model, inner_lrs, training, after_step):
-    """Whether every inner step runs the same computation: no per-step rates, layers or callback, no training.
+class PerStepRates:
+    """`adapt`'s `inner_lrs` as a function of the step: row `step` of each parameter's per-step rates (later steps
+    take the last row), for a Python int step or, in a `tf.while_loop` over the steps, a tensor one.
 
-    Such steps can run in a `tf.while_loop` instead of unrolled: at Reptile's
-    50 test steps, a served graph a fraction of the size, loaded and
-    optimized in a fraction of the time.
+    Args:
+        rates: one tensor of shape `[steps]` per parameter, or None for a
+            parameter that is not adapted.
+        steps: the number of rows.
     """
-    return (training is False and after_step is None and not callable(inner_lrs)
-            and not any(isinstance(layer, MetaBatchNormalization) and layer.steps is not None
-                        for layer in keras_internals.flatten_layers(model)))
+
+    def __init__(self, rates, steps):
+        self.rates = rates
+        self.steps = steps
+
+    def __call__(self, step):
+        return [None if lr is None else step_row(lr, step, self.steps) for lr in self.rates]
+
+
+def _steps_can_loop(inner_lrs, training, after_step):
+    """Whether the inner steps can run in a `tf.while_loop` (with a tensor step index) instead of unrolled.
+
+    At inference with no callback, and rates fixed or `PerStepRates` (a
+    user's function of the step may need a Python int): at Reptile's 50 test
+    steps or MAML++'s per-step layers, a served graph a fraction of the
+    size, loaded and optimized in a fraction of the time. Training stays
+    unrolled (per-step statistics are updated pass by pass).
+    """
+    return training is False and after_step is None and (not callable(inner_lrs)
+                                                          or isinstance(inner_lrs, PerStepRates))
 
 
 def _adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs, steps,
@@ -103,10 +123,12 @@ def _adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lr
         return params, _carry(carried, state, updated)
 
     params, state = list(params), list(non_trainable)
-    if steps > 1 and _steps_are_alike(model, inner_lrs, training, after_step):
-        rates = _rates_of_step(inner_lrs, 0, len(params))
-        params, state = tf.while_loop(lambda *_: True, lambda params, state: step_fn(0, params, state, rates),
-                                      (params, state), maximum_iterations=steps)
+    if steps > 1 and _steps_can_loop(inner_lrs, training, after_step):
+        def loop_step(step, params, state):
+            return (step + 1, *step_fn(step, params, state, _rates_of_step(inner_lrs, step, len(params))))
+
+        _, params, state = tf.while_loop(lambda *_: True, loop_step, (tf.constant(0), params, state),
+                                         maximum_iterations=steps)
         return list(params), list(state)
     for step in range(steps):
         params, state = step_fn(step, params, state, _rates_of_step(inner_lrs, step, len(params)))
@@ -180,9 +202,10 @@ def adapt(model, params, non_trainable, support_x, support_y, loss_fn, inner_lrs
             such a list (per-step rates, MAML++'s LSLR).
         steps: number of inner gradient steps (a Python int). The loop is
             unrolled, with step k's passes in `tfmeta.layers.inner_step(k)`
-            for per-step layers; at inference (`training=False`), when no
-            layer or rate depends on the step, it runs in a
-            `tf.while_loop`, so a many-step graph stays small.
+            for per-step layers; at inference (`training=False`), unless
+            `inner_lrs` is a function other than `PerStepRates`, it runs in
+            a `tf.while_loop` with a tensor step index, so a many-step graph
+            stays small.
         first_order: take the inner gradients as constants: they are
             computed at stopped copies of the weights, so an outer tape
             records neither the support passes nor their backward passes.
@@ -690,9 +713,8 @@ class MAML(EpisodicModel):
         """`adapt`'s `inner_lrs`: a list, or a function of the step for per-step rates."""
         if self.learn_per_step_inner_lr:
             per_step = iter([tf.convert_to_tensor(lr) for lr in self.per_step_inner_lrs])
-            rates = [next(per_step) if is_adapted else None for is_adapted in self._adapted]
-            last = self.inner_steps - 1
-            return lambda step: [None if lr is None else lr[min(step, last)] for lr in rates]
+            return PerStepRates([next(per_step) if is_adapted else None for is_adapted in self._adapted],
+                                self.inner_steps)
         if self.learn_inner_lr:
             learned = iter([tf.convert_to_tensor(lr) for lr in self.inner_lrs])
             return [next(learned) if is_adapted else None for is_adapted in self._adapted]

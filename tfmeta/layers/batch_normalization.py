@@ -18,6 +18,8 @@ def inner_step(index):
     while they are traced and use that step's weights and statistics. MAML
     sets it around each support pass (step k) and each query pass (the index
     of the step that produced the fast weights); outside any scope it is 0.
+    The index is a Python int, or a scalar integer tensor where the steps run
+    in a `tf.while_loop` (MAML's inference).
     """
     previous = current_inner_step()
     _INNER_STEP.index = index
@@ -30,6 +32,14 @@ def inner_step(index):
 def current_inner_step():
     """The inner step index set by the innermost `inner_step` scope, else 0."""
     return getattr(_INNER_STEP, "index", 0)
+
+
+def step_row(values, step, steps):
+    """Row `step` of per-step `values` (one row for each of `steps` steps; later steps take the last row), for a
+    Python int `step` or a scalar integer tensor."""
+    if tf.is_tensor(step):
+        return tf.gather(values, tf.minimum(step, steps - 1))
+    return values[min(step, steps - 1)]
 
 
 _REFERENCE = threading.local()
@@ -235,7 +245,7 @@ class MetaBatchNormalization(keras.layers.Layer):
         weights = tf.convert_to_tensor(weights)  # raw ops do not take Keras variables
         if self.steps is None:
             return weights
-        return weights[min(current_inner_step(), self.steps - 1)]
+        return step_row(weights, current_inner_step(), self.steps)
 
     def call(self, inputs, training=False):
         width = inputs.shape[self._feature_axis]
