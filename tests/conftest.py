@@ -129,6 +129,11 @@ def moved_off_initialization(model, seed=0):
         variable.assign(value * rng.uniform(0.8, 1.2, value.shape) + rng.uniform(0.0, 0.02, value.shape))
 
 
+def loaded_exports(exports):
+    """`{name: (model, export path)}` -> `{name: loaded SavedModel}`: each loaded once (loading takes seconds)."""
+    return {name: tf.saved_model.load(str(path)) for name, (_, path) in exports.items()}
+
+
 def float64_episodes(tasks, example_shape=(2,)):
     """Random episodes in float64 whose values float32 holds exactly (MAML's call casts its inputs to float32)."""
     episodes = random_episodes(example_shape, tasks=tasks)

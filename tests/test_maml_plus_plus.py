@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import (directional_derivatives, float64_episodes, loss_for, mlp, moved_off_initialization, random_episodes,
-                      task, traced_steps)
+from conftest import (directional_derivatives, float64_episodes, loss_for, mlp, moved_off_initialization,
+                      random_episodes, task, traced_steps)
 from tfmeta.algorithms import (MAML, PerStepRates, adapt, adapt_and_predict, maml_plus_plus_config,
                                multi_step_loss_weights)
 from tfmeta.models import omniglot_cnn

@@ -13,7 +13,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tfmeta
-from conftest import REQUEST_KEYS, assert_per_query, mlp, moved_off_initialization, one_by_one, random_episodes
+from conftest import (REQUEST_KEYS, assert_per_query, loaded_exports, mlp, moved_off_initialization, one_by_one,
+                      random_episodes)
 from tfmeta import cli
 from tfmeta.serving import MODEL_CARD, export_saved_model
 
@@ -65,9 +66,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(exported):
-    """Each export of `exported`, loaded once (loading a SavedModel takes seconds): name -> loaded object."""
-    models, _ = exported
-    return {name: tf.saved_model.load(str(path)) for name, (_, path) in models.items()}
+    return loaded_exports(exported[0])
 
 
 def in_process_probabilities(model, episodes):

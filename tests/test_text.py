@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 import tfmeta
 
-from conftest import moved_off_initialization, numpy_tfidf
+from conftest import loaded_exports, moved_off_initialization, numpy_tfidf
 from test_episodes import check_episode, synthetic_data
 from test_serving import CLIENT, rest_request_code
 from tfmeta.data import (LabelledData, LabelledText, episodes, evaluation_episodes, load_clinc_oos,
@@ -348,9 +348,7 @@ def exported_text_models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded_text_models(exported_text_models):
-    """Each export of `exported_text_models`, loaded once (loading takes seconds): name -> loaded object."""
-    models, _ = exported_text_models
-    return {name: tf.saved_model.load(str(path)) for name, (_, path) in models.items()}
+    return loaded_exports(exported_text_models[0])
 
 
 def predicted_probabilities(model, request):
