@@ -5,14 +5,23 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-CHECK = r"""
+# Both checks run in one process (TensorFlow's start-up and the strategy are shared), which splits the CPU into
+# two logical devices before TensorFlow starts.
+TWO_REPLICAS = r"""
 import json
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, tfmeta
+from tfmeta.layers import MetaBatchNormalization
 
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+reports = {}
+"""
+
+CHECK = r"""
 rng = np.random.default_rng(0)
 tasks, ways = 4, 3
 batch = {"support_x": rng.uniform(size=[tasks, ways, 28, 28, 1]).astype("float32"),
@@ -24,7 +33,6 @@ builders = {
     "protonet-clipped": lambda: tfmeta.PrototypicalNetwork(tfmeta.models.conv4_embedding(filters=8)),
 }
 CLIP = 0.01  # far below these gradients' norms: every step is clipped
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 report = {}
 for name, build in builders.items():
     def trained(scope):
@@ -57,14 +65,12 @@ for name, build in builders.items():
         "replica_drift": drift,
         "first_update_norms": [single_update, mirrored_update],
     }
-print(json.dumps(report))
+reports["training"] = report
 """
 
 
-def test_mirrored_meta_training_equals_one_device_for_maml_and_for_protonet_with_clipping():
-    completed = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
+def test_mirrored_meta_training_equals_one_device_for_maml_and_for_protonet_with_clipping(reports):
+    report = reports["training"]
     # Clipped: the first SGD update is learning rate x the clipping norm (so clipping acted), on one device and
     # on two (where each replica's half of the gradient used to be clipped on its own, giving up to twice that).
     np.testing.assert_allclose(report["protonet-clipped"]["first_update_norms"], [0.01 * 0.01] * 2, rtol=1e-4)
@@ -80,13 +86,6 @@ def test_mirrored_meta_training_equals_one_device_for_maml_and_for_protonet_with
 
 
 STATISTICS = r"""
-import json
-import numpy as np, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import keras, tfmeta
-from tfmeta.layers import MetaBatchNormalization
-
 rng = np.random.default_rng(0)
 tasks, ways = 3, 3  # 2 tasks on one replica, 1 on the other; each task's inputs of another scale and offset
 batch = {"support_x": rng.normal(size=[tasks, 2 * ways, 2]).astype("float32") * np.arange(1, 4)[:, None, None],
@@ -105,7 +104,6 @@ def per_step():
     x = norm(keras.layers.Dense(4)(inputs))
     return tfmeta.MAML(keras.Model(inputs, keras.layers.Dense(ways)(x)), inner_steps=2)
 
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 report = {}
 for name, build in {"stock": stock, "per_step": per_step}.items():
     statistics = {}
@@ -119,20 +117,26 @@ for name, build in {"stock": stock, "per_step": per_step}.items():
         statistics[where] = [[part.numpy().tolist() for part in strategy.experimental_local_results(v.value)]
                              if where == "mirrored" else [v.numpy().tolist()] for v in moving]
     report[name] = statistics
-print(json.dumps(report))
+reports["statistics"] = report
+print(json.dumps(reports))
 """
 
 
-def test_mirrored_moving_statistics_are_the_task_weighted_mean_over_replicas():
+@pytest.fixture(scope="module")
+def reports():
+    completed = subprocess.run([sys.executable, "-c", TWO_REPLICAS + CHECK + STATISTICS], capture_output=True,
+                               text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_mirrored_moving_statistics_are_the_task_weighted_mean_over_replicas(reports):
     """Stock BN (first order) and per-step MetaBN statistics: replicas agree with each other and with one device.
 
     3 tasks on 2 replicas (2 and 1): each replica's statistics must weigh by its tasks. One device's are the task
     mean of the query passes (tests/test_maml.py checks them against NumPy).
     """
-    completed = subprocess.run([sys.executable, "-c", STATISTICS], capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
-    for name, statistics in report.items():
+    for name, statistics in reports["statistics"].items():
         for single, replicas in zip(statistics["single"], statistics["mirrored"]):
             np.testing.assert_array_equal(replicas[0], replicas[1], err_msg=name)
             np.testing.assert_allclose(replicas[0], single[0], rtol=1e-6, atol=1e-6, err_msg=name)
