@@ -1,6 +1,6 @@
 """Peak memory of MAML meta-training as inner steps grow, second and first order.
 
-    python benchmarks/maml_memory.py --inner-steps 1 5 10
+    python benchmarks/maml_memory.py --inner-steps 1 5 10 [--orders second first]
 
 Runs `maml_throughput.py` once per configuration, each in a fresh process
 (peak RSS is a per-process high-water mark), and prints a table of peak
@@ -24,10 +24,12 @@ def main(argv=None):
     parser.add_argument("--meta-batch", type=int, default=32)
     parser.add_argument("--iterations", type=int, default=3, help="timed meta-iterations per configuration")
     parser.add_argument("--intra-op-threads", type=int, default=1)
+    parser.add_argument("--orders", nargs="+", choices=("second", "first"), default=["second", "first"],
+                        help="meta-gradients to measure: second order, first order (--first-order) or both")
     args = parser.parse_args(argv)
 
     rows = []
-    for order in ("second", "first"):
+    for order in args.orders:
         for steps in args.inner_steps:
             command = [sys.executable, str(THROUGHPUT), "--inner-steps", str(steps), "--meta-batch",
                        str(args.meta_batch), "--iterations", str(args.iterations), "--warmup", "1",
