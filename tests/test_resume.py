@@ -27,7 +27,8 @@ def train_command(output, *extra, epochs=EPOCHS):
 
 
 def test_sigkilled_training_resumes_and_extends_to_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    subprocess.run(train_command(tmp_path / "whole"), check=True, capture_output=True, timeout=600)
+    whole = subprocess.Popen(train_command(tmp_path / "whole"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)  # runs beside the killed one
 
     killed = tmp_path / "killed"
     process = subprocess.Popen(train_command(killed, epochs=FIRST_EPOCHS), stdout=subprocess.DEVNULL,
@@ -51,6 +52,8 @@ def test_sigkilled_training_resumes_and_extends_to_the_same_weights_as_an_uninte
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming after epoch" in resumed.stdout
+    _, whole_stderr = whole.communicate(timeout=600)
+    assert whole.returncode == 0, whole_stderr[-2000:]
     results = {run: json.loads((tmp_path / run / "results.json").read_text()) for run in ("whole", "killed")}
     assert len(results["killed"]["curve"]["loss"]) == EPOCHS
     np.testing.assert_allclose(results["killed"]["curve"]["loss"], results["whole"]["curve"]["loss"], rtol=1e-6)
