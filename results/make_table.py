@@ -74,8 +74,9 @@ def with_inference(row):
     if not any(name in row["algorithm"] for name in MAML_FAMILY) or row.get("dataset") != "omniglot":
         return row
     measured = INFERENCE.get((row.get("training_command") or row["command"], row["ways"], row["shots"]), {})
-    if "per-query" not in measured:  # trained and tested before per-query inference
-        return {**row, "inference": "transductive"}
+    if "per-query" not in measured:  # tested in one mode: the record's (transductive before per-query inference)
+        return {**row, "inference": row.get("tested_inference") or row.get("config", {}).get("inference",
+                                                                                            "transductive")}
     return {**row, "inference": "per-query", "accuracy": measured["per-query"]["accuracy"],
             "ci95": measured["per-query"]["ci95"], "transductive": measured.get("transductive"),
             "paper_protocol": measured.get("paper-protocol")}
@@ -93,6 +94,7 @@ def row_of(record):
         return {**trained, **{key: evaluation[key] for key in ("ways", "shots", "accuracy", "ci95",
                                                                "test_episodes")},
                 "same_model_as": f"{trained['ways']}-way {trained['shots']}-shot",
+                "tested_inference": evaluation.get("inference", "transductive"),
                 "command": f"{trained.get('training_command') or trained['command']}; then "
                            f"{evaluation['command']}"}
     return record

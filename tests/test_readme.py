@@ -104,6 +104,14 @@ def test_results_table_rows_say_what_a_reader_needs():
         "95.00 ± 0.30% (transductive 96.68 ± 0.23%; paper's test 98.86 ± 0.31%)"
     del make_table.INFERENCE[(row["command"], 5, 1)]
     assert make_table.accuracy_cell(make_table.with_inference(row)) == "96.68 ± 0.23% transductive"
+    # Measured in one mode only, a row says the mode its record names (a per-query model on other episodes).
+    evaluated = make_table.row_of({"evaluation": {"ways": 5, "shots": 5, "accuracy": 0.9922, "ci95": 0.0008,
+                                                  "test_episodes": 1000, "inference": "per-query",
+                                                  "command": "tfmeta evaluate model.keras --shots 5"},
+                                   "trained": {**row, "config": {"inference": "per-query"}}})
+    assert make_table.accuracy_cell(make_table.with_inference(evaluated)) == "99.22 ± 0.08%"
+    evaluated["tested_inference"] = "transductive"
+    assert make_table.accuracy_cell(make_table.with_inference(evaluated)) == "99.22 ± 0.08% transductive"
     # README's table keeps the most accurate of several models of one method on one task.
     weaker, stronger = {**row, "accuracy": 0.9501}, {**row, "accuracy": 0.9712}
     assert make_table.main_table([weaker, stronger, row]).splitlines()[2:] == [
