@@ -342,6 +342,14 @@ def tables(records):
             "results-curves": "Learning curves (validation accuracy, or loss, per epoch): " + ", ".join(curves) + "."}
 
 
+def evaluation_mode(card, test):
+    """", transductive" for a MAML-family card's further test measured transductively (as every one recorded before
+    per-query inference was), else nothing: the card's headline is per-query."""
+    if test is card or "accuracy_transductive" not in card or test.get("inference", "transductive") != "transductive":
+        return ""
+    return ", transductive"
+
+
 def savedmodels_table():
     """The table of savedmodels/README.md, from each exported model's model.json."""
     lines = ["| name | model | task | accuracy (model.json) | trained with |", "| --- | --- | --- | --- | --- |"]
@@ -353,6 +361,7 @@ def savedmodels_table():
                 f"{percent(test)} ({test['test_episodes']:,} episodes)"
                 + (f" on {test['ways']}-way {test['shots']}-shot" if test is not card else "")
                 + (f", {test['resize']} downsampling" if "resize" in test else "")
+                + evaluation_mode(card, test)
                 for test in [card, *card.get("evaluations", [])])
             if "accuracy_transductive" in card:  # MAML family: per-query (serving_default), then transductive
                 score = (f"per-query {score}; transductive {100 * card['accuracy_transductive']:.2f} ± "

@@ -82,7 +82,8 @@ def test_train_evaluate_export_and_evaluate_the_export_on_real_omniglot(omniglot
     cli.main(["export", str(run / "model.keras"), str(tmp_path / "again"), "--evaluation",
               str(tmp_path / "evaluation.json")])
     recorded_again = json.loads((tmp_path / "again" / "model.json").read_text())["evaluations"]
-    assert recorded_again == [{key: evaluation["evaluation"][key] for key in cli.EVALUATION_KEYS}]
+    assert recorded_again == [{**{key: evaluation["evaluation"][key] for key in cli.EVALUATION_KEYS},
+                               "inference": "per-query"}]
     evaluation["trained"]["training_command"] = "tfmeta train --algorithm protonet"
     (tmp_path / "other.json").write_text(json.dumps(evaluation))
     with pytest.raises(SystemExit, match="evaluates the model trained by 'tfmeta train --algorithm protonet'"):

@@ -112,6 +112,14 @@ def test_results_table_rows_say_what_a_reader_needs():
     assert make_table.accuracy_cell(make_table.with_inference(evaluated)) == "99.22 ± 0.08%"
     evaluated["tested_inference"] = "transductive"
     assert make_table.accuracy_cell(make_table.with_inference(evaluated)) == "99.22 ± 0.08% transductive"
+    # A MAML-family card's further tests: its headline is per-query; one measured transductively says so (every
+    # test recorded before per-query inference was).
+    card = {"accuracy": 0.963, "accuracy_transductive": 0.973}
+    assert make_table.evaluation_mode(card, card) == ""
+    assert make_table.evaluation_mode(card, {"inference": "per-query"}) == ""
+    assert make_table.evaluation_mode(card, {"inference": "transductive"}) == ", transductive"
+    assert make_table.evaluation_mode(card, {}) == ", transductive"
+    assert make_table.evaluation_mode({"accuracy": 0.98}, {}) == ""  # metric learners have one mode
     # README's table keeps the most accurate of several models of one method on one task.
     weaker, stronger = {**row, "accuracy": 0.9501}, {**row, "accuracy": 0.9712}
     assert make_table.main_table([weaker, stronger, row]).splitlines()[2:] == [

@@ -46,6 +46,8 @@ def _evaluations(paths, results):
         evaluations.append({key: record["evaluation"][key] for key in EVALUATION_KEYS})
         if record["evaluation"].get("resize", "area") != "area":  # drawings downsampled another way
             evaluations[-1]["resize"] = record["evaluation"]["resize"]
+        if "inference" in record["evaluation"]:  # MAML family: per-query or transductive
+            evaluations[-1]["inference"] = record["evaluation"]["inference"]
     return evaluations
 
 
