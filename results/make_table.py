@@ -74,9 +74,8 @@ def with_inference(row):
     if not any(name in row["algorithm"] for name in MAML_FAMILY) or row.get("dataset") != "omniglot":
         return row
     measured = INFERENCE.get((row.get("training_command") or row["command"], row["ways"], row["shots"]), {})
-    if "per-query" not in measured:  # tested in one mode: the record's (transductive before per-query inference)
-        return {**row, "inference": row.get("tested_inference") or row.get("config", {}).get("inference",
-                                                                                            "transductive")}
+    if "per-query" not in measured:  # tested in one mode: the one its record names
+        return {**row, "inference": row.get("tested_inference", "transductive")}
     return {**row, "inference": "per-query", "accuracy": measured["per-query"]["accuracy"],
             "ci95": measured["per-query"]["ci95"], "transductive": measured.get("transductive"),
             "paper_protocol": measured.get("paper-protocol")}
@@ -94,10 +93,16 @@ def row_of(record):
         return {**trained, **{key: evaluation[key] for key in ("ways", "shots", "accuracy", "ci95",
                                                                "test_episodes")},
                 "same_model_as": f"{trained['ways']}-way {trained['shots']}-shot",
-                "tested_inference": evaluation.get("inference", "transductive"),
+                "tested_inference": recorded_inference(evaluation),
                 "command": f"{trained.get('training_command') or trained['command']}; then "
                            f"{evaluation['command']}"}
-    return record
+    return {**record, "tested_inference": recorded_inference(record.get("config", {}))}
+
+
+def recorded_inference(record):
+    """The inference mode a run's config or an evaluation names; records from before per-query inference name none,
+    and were transductive."""
+    return record.get("inference", "transductive")
 
 
 def split_name(row):
@@ -345,7 +350,7 @@ def tables(records):
 def evaluation_mode(card, test):
     """", transductive" for a MAML-family card's further test measured transductively (as every one recorded before
     per-query inference was), else nothing: the card's headline is per-query."""
-    if test is card or "accuracy_transductive" not in card or test.get("inference", "transductive") != "transductive":
+    if test is card or "accuracy_transductive" not in card or recorded_inference(test) != "transductive":
         return ""
     return ", transductive"
 

@@ -53,6 +53,13 @@ def typed(command, cwd, timeout=600):
     return completed, stderr, modules, seconds
 
 
+def finished(process, timeout=600):
+    """The stdout of a started `subprocess.Popen(..., stderr=PIPE, text=True)`, once it has exited with status 0."""
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err[-3000:]
+    return out
+
+
 @pytest.fixture(scope="session")
 def omniglot_dir():
     """The official Omniglot release, as the repository ships it in data/omniglot."""

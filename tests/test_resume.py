@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import finished
 from tfmeta.experiments import config as run_config
 from tfmeta.experiments import reporting
 
@@ -52,8 +53,7 @@ def test_sigkilled_training_resumes_and_extends_to_the_same_weights_as_an_uninte
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming after epoch" in resumed.stdout
-    _, whole_stderr = whole.communicate(timeout=600)
-    assert whole.returncode == 0, whole_stderr[-2000:]
+    finished(whole)
     results = {run: json.loads((tmp_path / run / "results.json").read_text()) for run in ("whole", "killed")}
     assert len(results["killed"]["curve"]["loss"]) == EPOCHS
     np.testing.assert_allclose(results["killed"]["curve"]["loss"], results["whole"]["curve"]["loss"], rtol=1e-6)
