@@ -14,6 +14,12 @@ matmul does not. Last line:
 all of one task's query-set convolutions (one of each kind a second-order
 step runs on the query set, per layer) and their rate, total flops over
 total time.
+
+`--groups G` runs G tasks' convolutions as one grouped convolution (each
+task its own kernel, the tasks side by side on the channel axis), the way a
+meta-batch of G tasks would be batched into one op; the figures stay per
+task, so `--groups 1` and `--groups 32` compare one task at a time with a
+meta-batch of 32 batched.
 """
 
 import argparse
@@ -50,16 +56,35 @@ def seconds_per_call(function, arguments, repeats):
     return float(np.median(times))
 
 
-def convolution_ops(input_shape, output_shape, copies):
+def grouped(shape, groups):
+    """`shape` with `groups` tasks side by side on its last (channel) axis."""
+    return (*shape[:-1], shape[-1] * groups)
+
+
+def check_grouping(input_shape, groups):
+    """A grouped convolution of `groups` tasks gives each task's own convolution: the layout timed is right."""
+    rng = np.random.default_rng(1)
+    xs = rng.random((groups, *input_shape), np.float32)
+    kernels = rng.random((groups, KERNEL, KERNEL, input_shape[-1], FILTERS), np.float32)
+    strides = [1, STRIDE, STRIDE, 1]
+    # Task-major channels: task t's inputs and filters are the t-th block of each channel axis.
+    together = tf.nn.conv2d(np.concatenate(xs, axis=-1), np.concatenate(kernels, axis=-1), strides, "SAME")
+    apart = np.concatenate([tf.nn.conv2d(x, k, strides, "SAME") for x, k in zip(xs, kernels)], axis=-1)
+    np.testing.assert_allclose(together.numpy(), apart, rtol=1e-4, atol=1e-3)
+
+
+def convolution_ops(input_shape, output_shape, copies, groups):
     """The three convolutions of a layer, each run on `copies` different inputs per call.
 
     Several ops per call spread the call's fixed overhead; different inputs
-    keep TensorFlow from merging them into one.
+    keep TensorFlow from merging them into one. Each op convolves `groups`
+    tasks at once, with a kernel per task.
     """
+    input_shape, output_shape = grouped(input_shape, groups), grouped(output_shape, groups)
     rng = np.random.default_rng(0)
     xs = [tf.constant(rng.random(input_shape, np.float32)) for _ in range(copies)]
     dys = [tf.constant(rng.random(output_shape, np.float32)) for _ in range(copies)]
-    kernel = tf.constant(rng.random([KERNEL, KERNEL, input_shape[-1], FILTERS], np.float32))
+    kernel = tf.constant(rng.random([KERNEL, KERNEL, input_shape[-1] // groups, FILTERS * groups], np.float32))
     strides = [1, STRIDE, STRIDE, 1]
 
     @tf.function
@@ -86,19 +111,26 @@ def main(argv=None):
     parser.add_argument("--copies", type=int, default=8, help="convolutions per timed call")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per convolution")
     parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--groups", type=int, default=1,
+                        help="tasks per convolution, batched as a grouped convolution (default: 1)")
     add_intra_op_threads_flag(parser)
     args = parser.parse_args(argv)
     set_intra_op_threads(args)
+    if args.groups < 1:
+        parser.error(f"--groups must be at least 1, got {args.groups}")
 
     total_flops = total_seconds = 0.0
     print(f"{'layer':>5} {'convolution':>16} {'ms':>7} {'GFLOP/s':>8}")
     for layer, (input_shape, output_shape) in enumerate(finn_cnn_layers(args.ways * args.queries)):
         # Two flops per multiply-add of the convolution; each of its two gradients has as many.
         flops = 2 * np.prod(output_shape) * KERNEL * KERNEL * input_shape[-1]
-        for name, (function, arguments) in convolution_ops(input_shape, output_shape, args.copies).items():
+        if args.groups > 1:
+            check_grouping(input_shape, args.groups)
+        ops = convolution_ops(input_shape, output_shape, args.copies, args.groups)
+        for name, (function, arguments) in ops.items():
             if layer == 0 and name == "backprop-input":
                 continue  # the gradient with respect to the images: MAML never takes it
-            seconds = seconds_per_call(function, arguments, args.repeats) / args.copies
+            seconds = seconds_per_call(function, arguments, args.repeats) / args.copies / args.groups
             total_flops, total_seconds = total_flops + flops, total_seconds + seconds
             print(f"{layer:5d} {name:>16} {1000 * seconds:7.3f} {flops / seconds / 1e9:8.1f}")
 
@@ -107,7 +139,8 @@ def main(argv=None):
     matmul_seconds = seconds_per_call(matmul, (a,), args.repeats)
     matmul_gflops = 2 * args.matmul_size ** 3 / matmul_seconds / 1e9
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{args.ways * args.queries} images of 28x28, {cores} core(s), "
+    print(f"{args.ways * args.queries} images of 28x28 per task, {args.groups} task(s) per convolution, "
+          f"{cores} core(s), "
           f"intra-op threads: {args.intra_op_threads or 'default'}; "
           f"{args.matmul_size}x{args.matmul_size} matmul")
     print(f"conv_ms_per_task={1000 * total_seconds:.1f} conv_gflops={total_flops / total_seconds / 1e9:.1f} "

@@ -52,13 +52,15 @@ def test_maml_throughput_reports_its_figures_and_attributes_the_time_to_convolut
 def test_convolution_speed_benchmark_times_each_convolution_of_a_maml_step():
     completed = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "conv_speed.py"), "--queries", "1", "--copies", "2",
-         "--repeats", "1", "--matmul-size", "64"],
+         "--repeats", "1", "--matmul-size", "64", "--groups", "2"],
         capture_output=True, text=True, timeout=300, check=True,
     )
     rows = re.findall(r"^ +(\d) +(forward|backprop-input|backprop-filter) +[\d.]+ +[\d.]+$", completed.stdout,
                       re.MULTILINE)
     # Four layers; the first layer's input gradient (with respect to the images) is never needed.
     assert len(rows) == 11 and ("0", "backprop-input") not in rows, rows
+    # Two tasks per grouped convolution, each task's answer checked against its own convolution first.
+    assert "2 task(s) per convolution" in completed.stdout
     assert re.fullmatch(r"conv_ms_per_task=[\d.]+ conv_gflops=[\d.]+ matmul_gflops=[\d.]+",
                         completed.stdout.strip().splitlines()[-1])
 
