@@ -341,7 +341,6 @@ def test_the_preset_maps_the_papers_epochs_to_iterations_and_round_trips(tmp_pat
     with pytest.raises(ValueError, match="received iterations=0"):
         maml_plus_plus_config(0)
     maml = MAML(per_step_norm_mlp(steps=5, dtype="float32"), **config)
-    maml.compile(optimizer="adam")
     episodes = random_episodes((2,))
     maml.save(tmp_path / "maml.keras")
     restored = keras.models.load_model(tmp_path / "maml.keras")
