@@ -91,6 +91,13 @@ def test_train_evaluate_export_and_evaluate_the_export_on_real_omniglot(omniglot
                   str(tmp_path / "other.json")])
 
 
+def test_export_records_every_evaluation_given_however_the_flag_is_repeated():
+    # Repeating --evaluation used to keep only the last occurrence's files.
+    arguments = cli.parser().parse_args(["export", "model.keras", "out", "--evaluation", "a.json",
+                                         "--evaluation", "b.json", "c.json"])
+    assert arguments.evaluation == ["a.json", "b.json", "c.json"]
+
+
 def test_help_explains_every_flag(capsys):
     for command in ("train", "evaluate", "export"):
         with pytest.raises(SystemExit):

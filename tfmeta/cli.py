@@ -197,7 +197,7 @@ def parser():
     export_parser.add_argument("--version", type=int, default=1, help="version number (default: 1)")
     export_parser.add_argument("--results", help="the training run's results.json, recorded in model.json "
                                                  "(default: results.json next to the model, if any)")
-    export_parser.add_argument("--evaluation", nargs="+", metavar="FILE",
+    export_parser.add_argument("--evaluation", nargs="+", action="extend", metavar="FILE",
                                help="results of tfmeta evaluate --output on the same trained model (e.g. on "
                                     "20-way episodes), recorded in model.json's evaluations")
     export_parser.add_argument("--inner-steps", type=int,
