@@ -33,6 +33,7 @@ from timing import add_intra_op_threads_flag, set_intra_op_threads
 FILTERS = 64
 KERNEL = 3
 STRIDE = 2
+STRIDES = [1, STRIDE, STRIDE, 1]  # NHWC
 
 
 def finn_cnn_layers(images):
@@ -66,10 +67,9 @@ def check_grouping(input_shape, groups):
     rng = np.random.default_rng(1)
     xs = rng.random((groups, *input_shape), np.float32)
     kernels = rng.random((groups, KERNEL, KERNEL, input_shape[-1], FILTERS), np.float32)
-    strides = [1, STRIDE, STRIDE, 1]
     # Task-major channels: task t's inputs and filters are the t-th block of each channel axis.
-    together = tf.nn.conv2d(np.concatenate(xs, axis=-1), np.concatenate(kernels, axis=-1), strides, "SAME")
-    apart = np.concatenate([tf.nn.conv2d(x, k, strides, "SAME") for x, k in zip(xs, kernels)], axis=-1)
+    together = tf.nn.conv2d(np.concatenate(xs, axis=-1), np.concatenate(kernels, axis=-1), STRIDES, "SAME")
+    apart = np.concatenate([tf.nn.conv2d(x, k, STRIDES, "SAME") for x, k in zip(xs, kernels)], axis=-1)
     np.testing.assert_allclose(together.numpy(), apart, rtol=1e-4, atol=1e-3)
 
 
@@ -80,25 +80,24 @@ def convolution_ops(input_shape, output_shape, copies, groups):
     keep TensorFlow from merging them into one. Each op convolves `groups`
     tasks at once, with a kernel per task.
     """
-    input_shape, output_shape = grouped(input_shape, groups), grouped(output_shape, groups)
     rng = np.random.default_rng(0)
+    kernel = tf.constant(rng.random([KERNEL, KERNEL, input_shape[-1], FILTERS * groups], np.float32))
+    input_shape, output_shape = grouped(input_shape, groups), grouped(output_shape, groups)
     xs = [tf.constant(rng.random(input_shape, np.float32)) for _ in range(copies)]
     dys = [tf.constant(rng.random(output_shape, np.float32)) for _ in range(copies)]
-    kernel = tf.constant(rng.random([KERNEL, KERNEL, input_shape[-1] // groups, FILTERS * groups], np.float32))
-    strides = [1, STRIDE, STRIDE, 1]
 
     @tf.function
     def forward(xs, kernel):
-        return [tf.nn.conv2d(x, kernel, strides, "SAME") for x in xs]
+        return [tf.nn.conv2d(x, kernel, STRIDES, "SAME") for x in xs]
 
     @tf.function
     def backprop_input(dys, kernel):
-        return [tf.nn.conv2d_transpose(dy, kernel, input_shape, strides, "SAME") for dy in dys]
+        return [tf.nn.conv2d_transpose(dy, kernel, input_shape, STRIDES, "SAME") for dy in dys]
 
     @tf.function
     def backprop_filter(xs, dys):
         return [tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=kernel.shape, out_backprop=dy,
-                                                strides=strides, padding="SAME") for x, dy in zip(xs, dys)]
+                                                strides=STRIDES, padding="SAME") for x, dy in zip(xs, dys)]
 
     return {"forward": (forward, (xs, kernel)), "backprop-input": (backprop_input, (dys, kernel)),
             "backprop-filter": (backprop_filter, (xs, dys))}
